@@ -1,0 +1,133 @@
+"""The ``di`` command line: thin wrappers that build a config and call the Python API.
+
+Errors caused by input (bad data, bad config, a missing optional dependency)
+are printed as one clear message with exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import DeepInterestError
+
+app = typer.Typer(help="deepinterest: generative recommendation with LLM-mined deep interests.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Prepare and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _friendly(func):
+    """Turn DeepInterestError into a one-line message and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DeepInterestError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _data_config(source: str, format: str, items: Optional[Path], kcore: Optional[int]):
+    from .config import DataConfig
+
+    return DataConfig(source=source, format=format, items=items, kcore=kcore)
+
+
+@data_app.command("prepare")
+@_friendly
+def data_prepare(
+    source: str = typer.Argument("default", help="'default', a data folder or a file"),
+    out: Path = typer.Option(Path("runs/data"), help="artifact folder to write"),
+    format: str = typer.Option("auto", help="auto, default, p5, recbole, amazon2014/2018/2023"),
+    items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
+    kcore: Optional[int] = typer.Option(None, help="k-core filter (default 5 for raw Amazon)"),
+    force: bool = typer.Option(False, help="rebuild even if up to date"),
+) -> None:
+    """Read a dataset in any supported format and write the canonical artifact."""
+    from .data.prepare import prepare_dataset
+
+    result = prepare_dataset(_data_config(source, format, items, kcore), out, force=force)
+    state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
+    typer.echo(f"dataset {result.path}: {state} {result.counts or ''}".rstrip())
+
+
+@data_app.command("stats")
+@_friendly
+def data_stats(
+    source: str = typer.Argument("default", help="'default', a data folder, file or artifact"),
+    format: str = typer.Option("auto", help="auto, default, p5, recbole, amazon2014/2018/2023"),
+    items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
+    kcore: Optional[int] = typer.Option(None, help="k-core filter (default 5 for raw Amazon)"),
+) -> None:
+    """Print users, items, interactions and sequence-length statistics."""
+    from .data.model import INFO_FILE, load_dataset
+    from .data.prepare import read_source, resolve_source
+
+    if (Path(source) / INFO_FILE).is_file():
+        dataset = load_dataset(source)
+    else:
+        cfg = _data_config(source, format, items, kcore)
+        src = resolve_source(cfg.source, format=cfg.format, side=cfg.items)
+        dataset = read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
+    s = dataset.stats()
+    typer.echo(f"dataset       {dataset.name}")
+    typer.echo(f"users         {s.users}")
+    typer.echo(f"items         {s.items}")
+    typer.echo(f"interactions  {s.interactions}")
+    typer.echo(f"per user      min {s.min_length}, median {s.median_length:g}, "
+               f"mean {s.mean_length:.2f}, max {s.max_length}")
+    typer.echo(f"density       {s.density:.6f}")
+
+
+@app.command("run")
+@_friendly
+def run_cmd(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML or YAML run config"),
+    workdir: Optional[Path] = typer.Option(None, help="override the config's workdir"),
+) -> None:
+    """Run the whole chain (default: the embedded dataset) and report each stage."""
+    from .config import RunConfig, load_config
+    from .pipeline import run
+
+    cfg = load_config(config) if config else RunConfig()
+    if workdir is not None:
+        cfg.workdir = workdir
+
+    def report(stage) -> None:
+        state = "skipped (up to date)" if stage.skipped else f"done in {stage.seconds:.1f} s"
+        typer.echo(f"[{stage.stage}] {state} -> {stage.path} {stage.counts or ''}".rstrip())
+
+    result = run(cfg, on_stage=report)
+    _print_metrics(result.workdir / "baseline" / "metrics.json")
+    if result.missing:
+        typer.echo("not in this release yet: " + ", ".join(result.missing))
+
+
+def _print_metrics(path: Path) -> None:
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    typer.echo(f"{data.get('model', path.parent.name)} ({path}):")
+    for split in ("valid", "test"):
+        cells = "  ".join(f"{k} {v:.4f}" for k, v in data[split].items())
+        typer.echo(f"  {split:<5}  {cells}")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the package version."""
+    from . import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

@@ -1,0 +1,139 @@
+"""Pydantic configs of every stage, read from TOML or YAML, saved with artifacts.
+
+Every model forbids unknown keys, so a typo fails loudly instead of being
+ignored. :func:`load_config` turns a validation failure into a
+:class:`~deepinterest.errors.ConfigError` that names the file, the key path,
+its line (when it can be found) and what was expected.
+
+Relative data paths inside a config file are resolved against the file's
+folder, so a config and its data can move together; ``workdir`` stays
+relative to the current directory, where a user expects outputs to land.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .data.synthetic import SyntheticConfig
+from .errors import ConfigError
+
+DataFormat = Literal["auto", "default", "p5", "recbole", "amazon2014", "amazon2018", "amazon2023"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    """Where the interactions and item texts come from."""
+
+    source: str = Field("default", description="'default' (embedded dataset) or a path")
+    format: DataFormat = "auto"
+    items: Path | None = Field(None, description="RecBole .item file (P5/RecBole sources)")
+    meta: Path | None = Field(None, description="Amazon meta file (raw Amazon sources)")
+    kcore: int | None = Field(None, ge=0, description="k-core filter; None = format default")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class SplitConfig(StrictModel):
+    max_history: int = Field(20, ge=1, description="most recent items kept as input")
+
+
+class EvalConfig(StrictModel):
+    ks: list[int] = Field(default_factory=lambda: [5, 10])
+    beam: int = Field(20, ge=1, description="beam width of generative models")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_sorted(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(ks))
+
+
+class RunConfig(StrictModel):
+    """The whole chain; ``di run --config FILE`` reads one of these."""
+
+    workdir: Path = Path("runs/default")
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"{path}: unknown config type; use .toml, .yaml or .yml")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a table/mapping of keys")
+    return data
+
+
+def _key_line(text: str, key: str) -> int | None:
+    """First line defining ``key`` (TOML ``key =`` / YAML ``key:``), or a [table] header."""
+    pattern = re.compile(rf"^\s*(\[\s*)?([\w.-]*\.)?{re.escape(key)}\s*(=|:|\])")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    text = path.read_text(encoding="utf-8")
+    lines = [f"{path}: invalid config ({error.error_count()} problem(s))"]
+    for item in error.errors():
+        keys = [str(k) for k in item["loc"]]
+        line = next((n for k in reversed(keys) if (n := _key_line(text, k))), None)
+        where = f"line {line}, " if line else ""
+        got = f" (got {item['input']!r})" if item["type"] != "missing" else ""
+        lines.append(f"  {where}key '{'.'.join(keys)}': {item['msg']}{got}")
+    return "\n".join(lines)
+
+
+def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
+    data = cfg.data
+    if data.source != "default" and not Path(data.source).is_absolute():
+        data.source = str(base / data.source)
+    for name in ("items", "meta"):
+        value = getattr(data, name)
+        if value is not None and not value.is_absolute():
+            setattr(data, name, base / value)
+    return cfg
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config from a TOML or YAML file."""
+    path = Path(path)
+    raw = _read_mapping(path)
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+    return _resolve_paths(cfg, path.parent)
+
+
+def save_config(cfg: BaseModel, path: str | Path) -> None:
+    """Write a config as TOML-free JSON-compatible YAML (readable and reloadable)."""
+    from .artifacts import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
