@@ -104,6 +104,7 @@ def read_tsv_with_header(path: str | Path) -> tuple[list[str], Iterator[tuple[in
 
 def _iter_raw(path: Path) -> Iterator[tuple[int, str]]:
     """Every line (blank ones too: they may sit inside quoted fields), decoded."""
+    number = 0
     with _open_binary(path) as handle:
         try:
             for number, raw in enumerate(handle, start=1):
@@ -113,5 +114,5 @@ def _iter_raw(path: Path) -> Iterator[tuple[int, str]]:
                     raise DataError(path, f"not UTF-8 text (byte {exc.start} of the line)",
                                     line=number, hint="re-encode the file as UTF-8") from exc
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-            raise DataError(path, f"cannot read the file: {exc}",
+            raise DataError(path, f"cannot read the file: {exc}", line=number + 1,
                             hint="is the download complete?") from exc

@@ -1,0 +1,83 @@
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepinterest.cli import app
+
+runner = CliRunner()
+BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-beauty"
+
+
+def _p5(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "user_sequence.txt").write_text("u1 A B C D\nu2 B C D\nu3 A C\n")
+    (folder / "x.item").write_text("item_id:token\ttitle:token\nA\ta\nB\tb\nC\tc\nD\td\n")
+    return folder
+
+
+def test_data_stats_on_a_p5_folder(tmp_path):
+    result = runner.invoke(app, ["data", "stats", str(_p5(tmp_path / "d"))])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(None, 1) for line in result.output.splitlines())
+    assert (lines["users"], lines["items"], lines["interactions"]) == ("3", "4", "9")
+    assert lines["per"] == "user      min 2, median 3, mean 3.00, max 4"
+
+
+def test_prepare_then_stats_from_the_artifact(tmp_path):
+    out = tmp_path / "art"
+    result = runner.invoke(app, ["data", "prepare", str(_p5(tmp_path / "d")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "written" in result.output
+    again = runner.invoke(app, ["data", "prepare", str(tmp_path / "d"), "--out", str(out)])
+    assert "up to date" in again.output
+    stats = runner.invoke(app, ["data", "stats", str(out)])
+    assert "interactions  9" in stats.output
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path):
+    folder = _p5(tmp_path / "d")
+    (folder / "user_sequence.txt").write_text("u1 A B\nu2 A NOPE\n")
+    out = tmp_path / "art"
+    result = runner.invoke(app, ["data", "prepare", str(folder), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "user_sequence.txt:2" in result.output and "NOPE" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no artifact, no temp folder
+
+
+def test_run_default_chain_and_resume(tmp_path):
+    work = tmp_path / "w"
+    first = runner.invoke(app, ["run", "--workdir", str(work)])
+    assert first.exit_code == 0, first.output
+    assert "[data] done" in first.output and "not in this release yet: mine" in first.output
+    metrics = json.loads((work / "baseline" / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"hr@5", "hr@10", "ndcg@5", "ndcg@10"}
+    assert metrics["users"]["test"] > 0 and 0 <= metrics["test"]["hr@10"] <= 1
+    second = runner.invoke(app, ["run", "--workdir", str(work)])
+    assert "[data] skipped" in second.output and "[baseline] skipped" in second.output
+
+
+def test_run_rebuilds_when_the_config_changes(tmp_path):
+    work = tmp_path / "w"
+    runner.invoke(app, ["run", "--workdir", str(work)])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'workdir = "{work}"\n[data.synthetic]\nseed = 1\n')
+    result = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert "[data] done" in result.output, result.output
+
+
+def test_run_bad_config_exits_2(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[eval]\nks = [0]\n")
+    result = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert result.exit_code == 2 and "eval.ks" in result.output
+
+
+@pytest.mark.skipif(not BEAUTY.is_dir(), reason=f"shared Beauty data not found at {BEAUTY}")
+def test_beauty_stats():
+    result = runner.invoke(app, ["data", "stats", str(BEAUTY)])
+    assert result.exit_code == 0, result.output
+    assert "users         22363" in result.output
+    assert "items         12101" in result.output
+    assert "interactions  198502" in result.output

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from deepinterest.config import RunConfig, load_config, save_config
+from deepinterest.errors import ConfigError
+
+
+def test_toml_and_yaml_load_the_same(tmp_path):
+    (tmp_path / "c.toml").write_text('workdir = "out"\n[data]\nsource = "data"\nformat = "p5"\n'
+                                     "[split]\nmax_history = 10\n[eval]\nks = [10, 5, 20]\n")
+    (tmp_path / "c.yaml").write_text("workdir: out\ndata:\n  source: data\n  format: p5\n"
+                                     "split:\n  max_history: 10\neval:\n  ks: [10, 5, 20]\n")
+    a, b = load_config(tmp_path / "c.toml"), load_config(tmp_path / "c.yaml")
+    assert a == b
+    assert a.eval.ks == [5, 10, 20] and a.split.max_history == 10
+    assert Path(a.data.source) == tmp_path / "data"  # relative to the config file
+    assert a.workdir == Path("out")  # relative to where the user runs
+
+
+def test_unknown_key_names_file_line_and_key(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\nsource = "default"\n\n[split]\nmax_histroy = 5\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert str(path) in text and "line 5" in text and "split.max_histroy" in text
+
+
+def test_wrong_type_says_what_was_expected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("split:\n  max_history: many\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "line 2" in str(err.value) and "integer" in str(err.value)
+    assert "'many'" in str(err.value)
+
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("c.toml", "[data\n", "invalid TOML"),
+    ("c.yaml", "a: [1,\n", "invalid YAML"),
+    ("c.json", "{}", "unknown config type"),
+    ("c.yaml", "- 1\n- 2\n", "top level"),
+])
+def test_unreadable_configs(tmp_path, name, text, needle):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(tmp_path / name)
+
+
+def test_save_then_load_round_trip(tmp_path):
+    cfg = RunConfig(workdir=tmp_path / "w")
+    cfg.eval.ks = [1, 3]
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
