@@ -87,6 +87,35 @@ def data_stats(
     typer.echo(f"density       {s.density:.6f}")
 
 
+@app.command("tokenize")
+@_friendly
+def tokenize_cmd(
+    dataset: Path = typer.Argument(..., help="dataset artifact folder (from `di data prepare`)"),
+    out: Path = typer.Option(Path("runs/sids"), help="artifact folder to write"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="run config whose [tokenize] table is used"),
+    quantizer: Optional[str] = typer.Option(None, help="rkmeans, rqvae or a plugin's name"),
+    levels: Optional[int] = typer.Option(None, help="code levels before the suffix"),
+    codebook_size: Optional[int] = typer.Option(None, help="codes per level (default auto)"),
+    balanced: Optional[bool] = typer.Option(None, help="balance the last level (LC-Rec)"),
+    force: bool = typer.Option(False, help="rebuild even if up to date"),
+) -> None:
+    """Embed item texts and quantize them into collision-free semantic IDs."""
+    from .config import RunConfig, load_config
+    from .tokenizers.stage import tokenize_items
+
+    cfg = (load_config(config) if config else RunConfig()).tokenize
+    overrides = {"quantizer": quantizer, "levels": levels, "codebook_size": codebook_size,
+                 "balanced_last_level": balanced}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    result = tokenize_items(cfg, dataset, out, force=force)
+    state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
+    typer.echo(f"sids {result.path}: {state}")
+    typer.echo((out / "stats.json").read_text(encoding="utf-8").strip())
+
+
 @app.command("run")
 @_friendly
 def run_cmd(

@@ -57,12 +57,50 @@ class EvalConfig(StrictModel):
         return sorted(set(ks))
 
 
+class EncoderConfig(StrictModel):
+    """Text encoder for item embeddings (GUIDE.md section 3, encoders)."""
+
+    name: str = Field("sentence-transformers/all-MiniLM-L6-v2",
+                      description="sentence-transformers or Hugging Face model name or path")
+    kind: Literal["auto", "sentence-transformers", "hf"] = "auto"
+    batch_size: int = Field(64, ge=1)
+    normalize: bool = True
+    device: str | None = None
+
+
+class TokenizeConfig(StrictModel):
+    """Item embeddings -> semantic IDs (``di tokenize``)."""
+
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["title", "brand", "categories", "description"],
+        description="item fields joined into the text that is embedded, in order")
+    quantizer: str = Field("rkmeans", description="registered quantizer: rkmeans, rqvae, ...")
+    levels: int = Field(3, ge=1, le=8)
+    codebook_size: int | Literal["auto"] = Field(
+        "auto", description="codes per level; auto = 256, or fewer for small catalogues")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="extra keyword options of the quantizer")
+    balanced_last_level: bool = Field(
+        False, description="Sinkhorn re-assignment of colliding items' last code (LC-Rec)")
+    seed: int = 0
+    cache_dir: Path | None = Field(None, description="embedding cache; default ~/.cache")
+
+    @field_validator("codebook_size")
+    @classmethod
+    def _size(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 2:
+            raise ValueError("codebook_size must be >= 2 or 'auto'")
+        return value
+
+
 class RunConfig(StrictModel):
     """The whole chain; ``di run --config FILE`` reads one of these."""
 
     workdir: Path = Path("runs/default")
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
@@ -118,6 +156,9 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
         value = getattr(data, name)
         if value is not None and not value.is_absolute():
             setattr(data, name, base / value)
+    cache = cfg.tokenize.cache_dir
+    if cache is not None and not cache.is_absolute():
+        cfg.tokenize.cache_dir = base / cache
     return cfg
 
 

@@ -29,9 +29,10 @@ from .data.model import load_dataset
 from .data.prepare import prepare_dataset
 from .data.splits import leave_one_out
 from .evaluate import evaluate_rankings, write_metrics
+from .tokenizers.stage import tokenize_items
 
 # Stages of the method that this release does not run yet, in chain order.
-PLANNED_STAGES = ("mine", "tokenize", "train-sft", "train-rl", "eval-generative")
+PLANNED_STAGES = ("mine", "train-sft", "train-rl", "eval-generative")
 
 
 @dataclass
@@ -67,7 +68,8 @@ def evaluate_popularity(cfg: RunConfig, dataset_dir: Path, out: Path) -> StageRe
     return StageResult("baseline", out, False, seconds, counts)
 
 
-def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None) -> RunResult:
+def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None,
+        progress: bool = True) -> RunResult:
     """Run every available stage of the chain for ``cfg`` under ``cfg.workdir``."""
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +77,8 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
     result = RunResult(workdir)
     steps = (
         lambda: prepare_dataset(cfg.data, workdir / "dataset"),
+        lambda: tokenize_items(cfg.tokenize, workdir / "dataset", workdir / "sids",
+                               progress=progress),
         lambda: evaluate_popularity(cfg, workdir / "dataset", workdir / "baseline"),
     )
     for step in steps:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import require
 
 
 class MeanPoolEncoder:
@@ -18,7 +17,8 @@ class MeanPoolEncoder:
         self._model = self._tokenizer = None
 
     def _load(self) -> None:
-        transformers = require("transformers", "embed", "The Hugging Face encoder")
+        import transformers  # slow import: only when used
+
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(self.name)
         self._model = transformers.AutoModel.from_pretrained(self.name).to(self.device).eval()
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import require
 from .base import MINILM
 
 _MINILM_ALIASES = {MINILM, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
@@ -50,8 +49,9 @@ class SentenceTransformerEncoder:
     @property
     def model(self):
         if self._model is None:
-            st = require("sentence_transformers", "embed", "The sentence-transformers encoder")
-            self._model = st.SentenceTransformer(resolve_model(self.name), device=self.device)
+            from sentence_transformers import SentenceTransformer  # slow import: only when used
+
+            self._model = SentenceTransformer(resolve_model(self.name), device=self.device)
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:

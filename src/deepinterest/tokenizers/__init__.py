@@ -1,0 +1,1 @@
+"""Item tokenizers: quantize item embeddings into collision-free semantic IDs."""

@@ -1,0 +1,218 @@
+"""The tokenize stage: item texts -> embeddings -> codes -> collision-free SIDs.
+
+``di tokenize`` (and ``di run``) call :func:`tokenize_items`, which reads a
+dataset artifact, embeds each item's text (through the on-disk embedding
+cache, so a rerun embeds only what changed), fits the configured quantizer,
+optionally re-balances the last level, appends the suffix code, and writes
+the ``sids`` artifact:
+
+| file | content |
+|---|---|
+| ``sids.jsonl`` | ``{"item": id, "sid": [c1, ..., cL, suffix]}`` in item order |
+| ``quantizer/`` | the fitted quantizer (safetensors + config.json) |
+| ``tokenizer.json`` | encoder, text fields and quantizer type, to reload |
+| ``embeddings.npy`` | the item embeddings that were quantized (float32) |
+| ``stats.json`` | collision rate before the suffix, usage, perplexity, errors, seconds |
+| ``code_usage.png`` | code counts per level (when matplotlib is installed) |
+
+:class:`ItemTokenizer` reloads the artifact and gives SIDs to new items
+(cold start) without refitting: their codes come from the saved quantizer
+and their suffix continues the count of items already holding that tuple.
+
+Departure from the paper (GUIDE.md section 4): the paper appends a suffix
+token only where all codes collide; here every SID has the suffix position
+(0 for the first item of a tuple), so all SIDs have the same length and a
+decoder trie needs no special case. Rewards ignore the suffix either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..artifacts import StageResult, artifact_fingerprint, atomic_dir, is_up_to_date, write_manifest
+from ..data.model import Dataset, Item, load_dataset
+from ..encoders import build_encoder, embed_texts
+from ..errors import DeepInterestError
+from ..registry import create, get
+from .collisions import add_suffix, balanced_last_level, collision_stats
+
+SIDS_FILE = "sids.jsonl"
+TOKENIZER_FILE = "tokenizer.json"
+QUANTIZER_DIR = "quantizer"
+MAX_CODEBOOK = 256  # the paper's size (3 x 256, GUIDE.md section 4)
+
+
+def auto_codebook_size(n_items: int) -> int:
+    """256, or for small catalogues the largest power of two <= n_items / 10 (at least 4).
+
+    Ten items per first-level code on average keeps k-means clusters meaningful;
+    a 500-item catalogue gets 32 codes per level.
+    """
+    size = 4
+    while size * 2 <= min(MAX_CODEBOOK, n_items // 10):
+        size *= 2
+    return size
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("DEEPINTEREST_CACHE") or Path.home() / ".cache" / "deepinterest"
+    return Path(root) / "embeddings"
+
+
+def item_texts(items: list[Item], fields: list[str]) -> list[str]:
+    """Each item's embedding text; an item with none of the fields falls back to its id."""
+    return [item.text(fields) or item.id for item in items]
+
+
+def _encoder(cfg) -> Any:
+    e = cfg.encoder
+    return build_encoder(e.name, kind=e.kind, device=e.device, batch_size=e.batch_size,
+                         normalize=e.normalize)
+
+
+@dataclass(frozen=True)
+class SIDResult:
+    """Codes before and after the suffix, the fitted quantizer and its figures."""
+
+    sids: torch.Tensor  # [N, levels + 1]
+    quantizer: Any
+    stats: dict[str, Any]
+
+
+def fit_sids(vectors: np.ndarray, cfg, *, progress: bool = False) -> SIDResult:
+    """Fit the configured quantizer on ``vectors`` and return unique SIDs with stats."""
+    size = cfg.codebook_size if cfg.codebook_size != "auto" else auto_codebook_size(len(vectors))
+    quantizer = create("quantizers", cfg.quantizer, levels=cfg.levels, codebook_size=size,
+                       **cfg.options)
+    x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    report = quantizer.fit(x, seed=cfg.seed, progress=progress)
+    codes = quantizer.encode(x)
+    stats: dict[str, Any] = {}
+    if cfg.balanced_last_level:
+        codes, stats = _balance(quantizer, x, codes)
+    suffixed = add_suffix(codes)
+    stats.update(_stats(quantizer, report, suffixed, codes))
+    return SIDResult(suffixed.sids, quantizer, stats)
+
+
+def _balance(quantizer: Any, x: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    if not hasattr(quantizer, "quantize"):
+        raise DeepInterestError(f"{type(quantizer).__name__} cannot balance its last level "
+                                "(it has no quantize method); set balanced_last_level = false")
+    full = quantizer.quantize(x)
+    result = balanced_last_level(full.last_input, quantizer.codebooks[-1], codes)
+    return result.codes, {"collision_rate_before_balancing": result.collision_rate_before,
+                          "balanced_moved_items": result.moved,
+                          "balanced_added_error": result.added_error}
+
+
+def _stats(quantizer: Any, report: Any, suffixed: Any, codes: torch.Tensor) -> dict[str, Any]:
+    unique = len({tuple(row) for row in suffixed.sids.tolist()})
+    return {
+        "items": int(codes.shape[0]),
+        "unique_sids": unique,
+        "unique_code_tuples": collision_stats(codes).unique_tuples,
+        "collision_rate_before_suffix": suffixed.collision_rate_before_suffix,
+        "colliding_groups": suffixed.colliding_groups,
+        "max_group_size": suffixed.max_group_size,
+        "suffix_size": suffixed.suffix_size,
+        "levels": quantizer.levels,
+        "codebook_sizes": list(quantizer.codebook_sizes),
+        "usage": list(report.usage),
+        "perplexity": list(report.perplexity),
+        "reconstruction_mse": report.mse,
+        "relative_mse": report.relative_mse,
+        "fit_seconds": report.seconds,
+        "iterations": list(report.iterations),
+    }
+
+
+def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: np.ndarray,
+                   cfg) -> None:
+    with (folder / SIDS_FILE).open("w", encoding="utf-8") as handle:
+        for item, sid in zip(dataset.items, result.sids.tolist()):
+            handle.write(json.dumps({"item": item.id, "sid": sid}) + "\n")
+    result.quantizer.save(folder / QUANTIZER_DIR)
+    np.save(folder / "embeddings.npy", vectors.astype(np.float32))
+    spec = {"encoder": cfg.encoder.model_dump(), "text_fields": cfg.text_fields,
+            "quantizer": cfg.quantizer}
+    (folder / TOKENIZER_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    (folder / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
+    try:
+        from .plot import plot_code_usage
+
+        plot_code_usage(result.sids[:, :-1], tuple(result.quantizer.codebook_sizes),
+                        folder / "code_usage.png", title=f"{dataset.name}: {cfg.quantizer}")
+    except ImportError:  # plotting is optional (pip extra "plot")
+        pass
+
+
+def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
+                   progress: bool = True) -> StageResult:
+    """Write the ``sids`` artifact for the dataset artifact in ``dataset_dir``."""
+    dataset_dir, out = Path(dataset_dir), Path(out)
+    config = cfg.model_dump(mode="json", exclude={"cache_dir"})
+    inputs = {"dataset": artifact_fingerprint(dataset_dir)}
+    if not force and is_up_to_date(out, config=config, inputs=inputs):
+        return StageResult("tokenize", out, True, 0.0, {})
+    start = time.perf_counter()
+    dataset = load_dataset(dataset_dir)
+    cache = cfg.cache_dir or default_cache_dir()
+    vectors = embed_texts(_encoder(cfg), item_texts(dataset.items, cfg.text_fields),
+                          cache_dir=cache, progress=progress)
+    embed_seconds = time.perf_counter() - start
+    result = fit_sids(vectors, cfg, progress=progress)
+    result.stats["embed_seconds"] = embed_seconds
+    with atomic_dir(out) as tmp:
+        _write_outputs(tmp, dataset, result, vectors, cfg)
+        seconds = time.perf_counter() - start
+        counts = {k: result.stats[k] for k in ("items", "unique_sids",
+                                               "collision_rate_before_suffix")}
+        write_manifest(tmp, stage="tokenize", config=config, inputs=inputs, counts=counts,
+                       seconds=seconds)
+    return StageResult("tokenize", out, False, seconds, counts)
+
+
+class ItemTokenizer:
+    """A fitted ``sids`` artifact, reloaded: SID lookup and cold-start encoding."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        if not (folder / TOKENIZER_FILE).is_file():
+            raise DeepInterestError(f"{folder}: no {TOKENIZER_FILE}; is this a `di tokenize` "
+                                    "output folder?")
+        self.spec = json.loads((folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
+        self.quantizer = get("quantizers", self.spec["quantizer"]).load(folder / QUANTIZER_DIR)
+        rows = [json.loads(line) for line in (folder / SIDS_FILE).open(encoding="utf-8")]
+        self.sids = {row["item"]: tuple(row["sid"]) for row in rows}
+        self._taken = Counter(sid[:-1] for sid in self.sids.values())
+        self._encoder = None
+
+    def encode_vectors(self, vectors: np.ndarray) -> torch.Tensor:
+        """SIDs for new items' embeddings; suffixes continue after existing holders."""
+        codes = self.quantizer.encode(torch.from_numpy(np.asarray(vectors, dtype=np.float32)))
+        taken = self._taken.copy()
+        rows = []
+        for row in codes.tolist():
+            rows.append(row + [taken[tuple(row)]])
+            taken[tuple(row)] += 1
+        return torch.tensor(rows, dtype=torch.long).reshape(len(rows), codes.shape[1] + 1)
+
+    def encode_items(self, items: list[Item], *, progress: bool = False) -> torch.Tensor:
+        """Embed new items with the saved encoder settings and give them SIDs."""
+        if self._encoder is None:
+            from ..config import EncoderConfig, TokenizeConfig
+
+            enc = TokenizeConfig(encoder=EncoderConfig(**self.spec["encoder"]))
+            self._encoder = _encoder(enc)
+        texts = item_texts(items, self.spec["text_fields"])
+        return self.encode_vectors(embed_texts(self._encoder, texts, progress=progress))
