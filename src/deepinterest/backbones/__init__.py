@@ -1,0 +1,1 @@
+"""Generative backbones over semantic IDs, constrained decoding, and baselines."""

@@ -1,0 +1,127 @@
+"""What every generative backbone shares: the SID catalogue, batches, the decode protocol.
+
+Token layout (one vocabulary for every backbone): ids 0-2 are special
+(``PAD``, ``EOS``, ``BOS`` = decoder start), then one block of ids per SID
+position: position ``p`` code ``c`` is token ``NUM_SPECIAL + offsets[p] + c``.
+Giving each level its own block (rather than sharing code ids across levels)
+lets a model tell "code 7 at level 1" from "code 7 at level 2" with no
+position trick, and makes the per-step trie mask a slice of the vocabulary.
+
+Decode protocol: a backbone turns a batch of histories into a per-user
+``state`` once (``start``), repeats it for the beams (``expand``), and scores
+the next SID token for every row of a prefix matrix (``step``). Rows are
+grouped by user (row ``r`` belongs to user ``r // beam``), so a backbone
+whose state is per user (an encoder output) never needs to reorder it as
+beams move; the decoder re-reads the short prefix (at most ``levels + 1``
+tokens) each step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from ..errors import DeepInterestError
+
+PAD, EOS, BOS = 0, 1, 2
+NUM_SPECIAL = 3
+PAD_ITEM = -1  # padding in item-index history tensors
+
+
+@dataclass(frozen=True)
+class SIDCatalog:
+    """Every item's SID and the mapping between SIDs, items and model tokens."""
+
+    item_ids: list[str]
+    sids: torch.Tensor  # [N, P] codes per position, P = levels + 1 (suffix last)
+    sizes: tuple[int, ...]  # codes per position
+
+    @property
+    def positions(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """Token id of code 0 at each position."""
+        sizes = torch.tensor((0,) + self.sizes[:-1])
+        return NUM_SPECIAL + torch.cumsum(sizes, 0)
+
+    @property
+    def vocab_size(self) -> int:
+        return NUM_SPECIAL + sum(self.sizes)
+
+    def item_tokens(self, items: torch.Tensor) -> torch.Tensor:
+        """Token ids [..., P] of item indices [...]; padding (-1) maps to PAD tokens."""
+        safe = items.clamp(min=0)
+        tokens = self.sids.to(items.device)[safe] + self.offsets.to(items.device)
+        return torch.where((items >= 0).unsqueeze(-1), tokens, torch.full_like(tokens, PAD))
+
+    def tokens_to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Inverse of the offset: [..., P] token ids -> codes."""
+        return tokens - self.offsets.to(tokens.device)
+
+    @classmethod
+    def load(cls, sids_dir: str | Path) -> SIDCatalog:
+        """Read the ``sids.jsonl`` of a ``di tokenize`` artifact."""
+        path = Path(sids_dir) / "sids.jsonl"
+        if not path.is_file():
+            raise DeepInterestError(f"{path}: not found; run `di tokenize` first")
+        rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+        sids = torch.tensor([r["sid"] for r in rows], dtype=torch.long)
+        return cls([r["item"] for r in rows], sids, tuple(int(m) + 1 for m in sids.max(0).values))
+
+    @classmethod
+    def from_codes(cls, sids: torch.Tensor, sizes: tuple[int, ...] | None = None) -> SIDCatalog:
+        """A catalogue from a code matrix (tests, synthetic examples)."""
+        sids = torch.as_tensor(sids, dtype=torch.long)
+        sizes = sizes or tuple(int(m) + 1 for m in sids.max(0).values)
+        return cls([str(i) for i in range(len(sids))], sids, tuple(sizes))
+
+
+@dataclass(frozen=True)
+class HistoryBatch:
+    """Users' recent items as item indices, right-aligned (most recent last), PAD_ITEM = -1."""
+
+    items: torch.Tensor  # [B, H]
+    users: torch.Tensor  # [B] user positions (for optional user tokens)
+
+    def to(self, device: torch.device | str) -> HistoryBatch:
+        return HistoryBatch(self.items.to(device), self.users.to(device))
+
+    @property
+    def size(self) -> int:
+        return self.items.shape[0]
+
+
+def pad_histories(histories: list[tuple[int, ...]], length: int) -> torch.Tensor:
+    """Right-aligned [B, length] item tensor, -1 padded on the left, most recent kept."""
+    out = torch.full((len(histories), length), PAD_ITEM, dtype=torch.long)
+    for row, hist in enumerate(histories):
+        hist = hist[-length:]
+        if hist:
+            out[row, length - len(hist):] = torch.tensor(hist, dtype=torch.long)
+    return out
+
+
+@runtime_checkable
+class GenerativeBackbone(Protocol):
+    """SID histories in, next-SID token scores out (GUIDE.md section 3)."""
+
+    catalog: SIDCatalog
+
+    def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy of the target items' SID tokens (training)."""
+
+    def start(self, batch: HistoryBatch) -> Any:
+        """Per-user decoding state (e.g. encoder outputs) for ``batch``."""
+
+    def expand(self, state: Any, beam: int) -> Any:
+        """The state with each user's entry repeated ``beam`` times (row r -> user r // beam)."""
+
+    def step(self, state: Any, prefix: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [rows, vocab_size] of the next token after ``prefix`` [rows, t]
+        (``t`` = 0 at the first step; prefix holds SID tokens, no BOS)."""
