@@ -1,0 +1,1 @@
+"""Trainers: SFT and GRPO of generative backbones, and the SASRec baseline."""
