@@ -116,6 +116,88 @@ def tokenize_cmd(
     typer.echo((out / "stats.json").read_text(encoding="utf-8").strip())
 
 
+def _run_config(config: Optional[Path], workdir: Optional[Path]):
+    from .config import RunConfig, load_config
+
+    cfg = load_config(config) if config else RunConfig()
+    if workdir is not None:
+        cfg.workdir = workdir
+    return cfg
+
+
+_WORKDIR = typer.Option(None, help="run folder holding dataset/ and sids/ (default: config's)")
+_CONFIG = typer.Option(None, "--config", "-c", help="TOML or YAML run config")
+
+
+@app.command("train")
+@_friendly
+def train_cmd(
+    stage: str = typer.Option("sft", help="training stage: sft (rl comes in a later release)"),
+    config: Optional[Path] = _CONFIG,
+    workdir: Optional[Path] = _WORKDIR,
+    backbone: Optional[str] = typer.Option(None, help="t5, causal-lm or a plugin's name"),
+    epochs: Optional[int] = typer.Option(None, help="override train.sft.epochs"),
+) -> None:
+    """Train the generative backbone on the run's SIDs (writes <workdir>/sft)."""
+    from .errors import DeepInterestError
+    from .train.stage import train_stage
+
+    if stage != "sft":
+        raise DeepInterestError(f"training stage {stage!r} is not available; use --stage sft")
+    cfg = _run_config(config, workdir)
+    if backbone is not None:
+        cfg.train.backbone = backbone
+    if epochs is not None:
+        cfg.train.sft.epochs = epochs
+    w = Path(cfg.workdir)
+    result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft")
+    state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"
+    typer.echo(f"[train-sft] {state} -> {result.path}")
+    _print_metrics(result.path / "metrics.json")
+
+
+@app.command("eval")
+@_friendly
+def eval_cmd(
+    config: Optional[Path] = _CONFIG,
+    workdir: Optional[Path] = _WORKDIR,
+    checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
+    beam: Optional[int] = typer.Option(None, help="beam width (default 20)"),
+) -> None:
+    """HR@5/10 and NDCG@5/10 of a checkpoint on validation and test (writes <workdir>/eval)."""
+    from .train.stage import eval_stage
+
+    cfg = _run_config(config, workdir)
+    if beam is not None:
+        cfg.eval.beam = beam
+    w = Path(cfg.workdir)
+    result = eval_stage(cfg.eval, cfg.split, w / "dataset", w / "sids",
+                        checkpoint or w / "sft" / "best", w / "eval")
+    _print_metrics(result.path / "metrics.json")
+
+
+@app.command("recommend")
+@_friendly
+def recommend_cmd(
+    user: str = typer.Option(..., "--user", help="user id as in the dataset"),
+    k: int = typer.Option(10, "-k", help="how many items"),
+    config: Optional[Path] = _CONFIG,
+    workdir: Optional[Path] = _WORKDIR,
+    checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
+) -> None:
+    """Top-K next items for a user, with titles and scores (log-probabilities)."""
+    from .train.stage import recommend_for_user
+
+    cfg = _run_config(config, workdir)
+    w = Path(cfg.workdir)
+    rows = recommend_for_user(user, w / "dataset", w / "sids", checkpoint or w / "sft" / "best",
+                              k=k, beam=max(cfg.eval.beam, k), max_history=cfg.split.max_history)
+    for row in rows:
+        sid = "-".join(str(c) for c in row["sid"])
+        typer.echo(f"{row['rank']:>3}  {row['score']:8.3f}  {row['item']:<12} {sid:<16} "
+                   f"{row['title'][:70]}")
+
+
 @app.command("run")
 @_friendly
 def run_cmd(
@@ -123,12 +205,9 @@ def run_cmd(
     workdir: Optional[Path] = typer.Option(None, help="override the config's workdir"),
 ) -> None:
     """Run the whole chain (default: the embedded dataset) and report each stage."""
-    from .config import RunConfig, load_config
     from .pipeline import run
 
-    cfg = load_config(config) if config else RunConfig()
-    if workdir is not None:
-        cfg.workdir = workdir
+    cfg = _run_config(config, workdir)
 
     def report(stage) -> None:
         state = "skipped (up to date)" if stage.skipped else f"done in {stage.seconds:.1f} s"
@@ -136,6 +215,8 @@ def run_cmd(
 
     result = run(cfg, on_stage=report)
     _print_metrics(result.workdir / "baseline" / "metrics.json")
+    if (result.workdir / "eval" / "metrics.json").is_file():
+        _print_metrics(result.workdir / "eval" / "metrics.json")
     if result.missing:
         typer.echo("not in this release yet: " + ", ".join(result.missing))
 

@@ -94,6 +94,38 @@ class TokenizeConfig(StrictModel):
         return value
 
 
+class SFTConfig(StrictModel):
+    """Trainer settings, saved with every checkpoint."""
+
+    epochs: int = Field(20, ge=0)
+    batch_size: int = Field(256, ge=1, description="examples per process and step")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = Field(1.0, gt=0)
+    patience: int | None = Field(3, ge=1, description="evaluations without gain; None = off")
+    eval_every: int = Field(1, ge=1, description="epochs between validations")
+    eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
+    eval_batch_size: int = Field(256, ge=1)
+    beam: int = Field(20, ge=1)
+    topk: int = Field(10, ge=1)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = default")
+    resume: bool = True
+    max_history: int = Field(20, ge=1)
+    alignment_weight: float = Field(0.0, ge=0)
+
+
+class TrainConfig(StrictModel):
+    """The generative backbone and its supervised fine-tuning (``di train --stage sft``)."""
+
+    backbone: str = Field("t5", description="registered backbone: t5, causal-lm, ...")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="keyword options of the backbone")
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+
+
 class RunConfig(StrictModel):
     """The whole chain; ``di run --config FILE`` reads one of these."""
 
@@ -101,6 +133,7 @@ class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
 

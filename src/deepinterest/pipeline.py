@@ -1,6 +1,7 @@
 """The chain of stages behind ``di run``.
 
     dataset -> interests -> sids -> sft checkpoint -> rl checkpoint -> eval
+    (+ a most-popular baseline scored by the same evaluation code)
 
 Each stage reads the artifact folder of the stage before it and writes its
 own under ``workdir``; a stage whose config and inputs are unchanged is
@@ -30,9 +31,10 @@ from .data.prepare import prepare_dataset
 from .data.splits import leave_one_out
 from .evaluate import evaluate_rankings, write_metrics
 from .tokenizers.stage import tokenize_items
+from .train.stage import eval_stage, train_stage
 
 # Stages of the method that this release does not run yet, in chain order.
-PLANNED_STAGES = ("mine", "train-sft", "train-rl", "eval-generative")
+PLANNED_STAGES = ("mine", "train-rl")
 
 
 @dataclass
@@ -79,6 +81,10 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
         lambda: prepare_dataset(cfg.data, workdir / "dataset"),
         lambda: tokenize_items(cfg.tokenize, workdir / "dataset", workdir / "sids",
                                progress=progress),
+        lambda: train_stage(cfg.train, cfg.split, workdir / "dataset", workdir / "sids",
+                            workdir / "sft", progress=progress),
+        lambda: eval_stage(cfg.eval, cfg.split, workdir / "dataset", workdir / "sids",
+                           workdir / "sft" / "best", workdir / "eval"),
         lambda: evaluate_popularity(cfg, workdir / "dataset", workdir / "baseline"),
     )
     for step in steps:

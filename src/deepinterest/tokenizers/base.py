@@ -52,7 +52,7 @@ TENSORS_FILE = "tensors.safetensors"
 
 @dataclass(frozen=True)
 class CodeStats:
-    """Per-level code usage: ``used`` codes, ``usage`` = used / size, ``perplexity`` = exp(entropy)."""
+    """Per level: ``used`` codes, ``usage`` = used / size, ``perplexity`` = exp(entropy)."""
 
     used: tuple[int, ...]
     usage: tuple[float, ...]
@@ -121,15 +121,21 @@ def as_vectors(vectors: Any, *, what: str = "vectors") -> torch.Tensor:
     if isinstance(vectors, np.ndarray):
         vectors = torch.from_numpy(vectors)
     if not isinstance(vectors, torch.Tensor):
-        raise DeepInterestError(f"{what} must be a torch.Tensor or numpy array, got {type(vectors).__name__}")
+        raise DeepInterestError(
+            f"{what} must be a torch.Tensor or numpy array, got {type(vectors).__name__}"
+        )
     if vectors.dim() != 2 or vectors.shape[0] == 0 or vectors.shape[1] == 0:
-        raise DeepInterestError(f"{what} must be a non-empty [N, D] matrix, got shape {tuple(vectors.shape)}")
+        raise DeepInterestError(
+            f"{what} must be a non-empty [N, D] matrix, got shape {tuple(vectors.shape)}"
+        )
     if not vectors.is_floating_point():
         raise DeepInterestError(f"{what} must be floating point, got {vectors.dtype}")
     vectors = vectors.to(torch.float32)
     if not bool(torch.isfinite(vectors).all()):
         row = int((~torch.isfinite(vectors)).any(dim=1).nonzero()[0])
-        raise DeepInterestError(f"{what} contain NaN or inf (first at row {row}); check the embedding step")
+        raise DeepInterestError(
+            f"{what} contain NaN or inf (first at row {row}); check the embedding step"
+        )
     return vectors
 
 
@@ -138,7 +144,8 @@ def as_codes(codes: Any, codebook_sizes: tuple[int, ...]) -> torch.Tensor:
     codes = torch.as_tensor(codes)
     if codes.dim() != 2 or codes.shape[1] == 0 or codes.shape[1] > len(codebook_sizes):
         raise DeepInterestError(
-            f"codes must be [N, l] with 1 <= l <= {len(codebook_sizes)} levels, got shape {tuple(codes.shape)}"
+            f"codes must be [N, l] with 1 <= l <= {len(codebook_sizes)} levels, "
+            f"got shape {tuple(codes.shape)}"
         )
     codes = codes.long()
     if codes.numel():
@@ -147,8 +154,8 @@ def as_codes(codes: Any, codebook_sizes: tuple[int, ...]) -> torch.Tensor:
         if bool(bad.any()):
             row, level = (int(v) for v in bad.nonzero()[0])
             raise DeepInterestError(
-                f"code {int(codes[row, level])} at row {row}, level {level} is outside codebook size "
-                f"{codebook_sizes[level]}; were these codes made by another quantizer?"
+                f"code {int(codes[row, level])} at row {row}, level {level} is outside codebook "
+                f"size {codebook_sizes[level]}; were these codes made by another quantizer?"
             )
     return codes
 
@@ -184,7 +191,9 @@ def reconstruction_errors(vectors: torch.Tensor, approx: torch.Tensor) -> tuple[
     return sse / vectors.numel(), (sse / total if total > 0 else math.nan)
 
 
-def save_quantizer(folder: str | Path, *, kind: str, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+def save_quantizer(
+    folder: str | Path, *, kind: str, config: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
     """Write ``config.json`` and ``tensors.safetensors`` into ``folder`` (each atomically)."""
     from safetensors.torch import save_file
 
@@ -202,20 +211,26 @@ def save_quantizer(folder: str | Path, *, kind: str, config: dict[str, Any], ten
     atomic_write_text(folder / CONFIG_FILE, json.dumps(payload, indent=2) + "\n")
 
 
-def load_quantizer(folder: str | Path, *, kind: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def load_quantizer(
+    folder: str | Path, *, kind: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config, tensors)`` saved by :func:`save_quantizer`; checks the type and version."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file() or not (folder / TENSORS_FILE).is_file():
-        raise DeepInterestError(f"{folder}: not a saved quantizer (expected {CONFIG_FILE} and {TENSORS_FILE})")
+        raise DeepInterestError(
+            f"{folder}: not a saved quantizer (expected {CONFIG_FILE} and {TENSORS_FILE})"
+        )
     payload = json.loads(config_path.read_text(encoding="utf-8"))
     if payload.get("type") != kind:
-        raise DeepInterestError(f"{config_path}: holds a {payload.get('type')!r} quantizer, not {kind!r}")
+        raise DeepInterestError(
+            f"{config_path}: holds a {payload.get('type')!r} quantizer, not {kind!r}"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
         raise DeepInterestError(
-            f"{config_path}: format version {payload.get('format_version')} is not {FORMAT_VERSION}; "
-            "refit the quantizer with this version of deepinterest"
+            f"{config_path}: format version {payload.get('format_version')} is not "
+            f"{FORMAT_VERSION}; refit the quantizer with this version of deepinterest"
         )
     return payload["config"], load_file(str(folder / TENSORS_FILE))

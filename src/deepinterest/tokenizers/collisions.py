@@ -2,7 +2,8 @@
 
     stats = collision_stats(codes)                  # how many items share a full tuple
     result = add_suffix(codes)                      # result.sids: unique [N, levels + 1]
-    balanced = balanced_last_level(q.last_input, codebook, q.codes)   # fewer collisions at the source
+    q = quantizer.quantize(vectors)
+    balanced = balanced_last_level(q.last_input, quantizer.codebooks[-1], q.codes)
 
 Design decisions:
 
@@ -15,21 +16,27 @@ Design decisions:
   Example: codes [[1,2,3],[1,2,3],[0,0,0],[1,2,3]] -> suffixes [0,1,0,2],
   collision rate 3/4 (items whose tuple is shared with at least one other).
   Prefix rewards ignore the suffix (paper), which the reward code handles.
-- ``balanced_last_level`` is LC-Rec's uniform semantic mapping, applied only
-  where it is needed: in each colliding group the first item (the one whose
-  suffix would be 0) keeps its codes; every later member is re-assigned a
-  different last-level code among those that no other item with the same
-  prefix (first ``levels - 1`` codes) uses. Within each prefix, a log-domain
-  Sinkhorn solves the entropic transport between those movers (mass 1 each)
-  and the free codes (uniform mass, the near-uniform constraint) with cost
-  the squared distance of the item's last-level input to each codeword; the
-  plan is then rounded greedily (largest plan entry first, each free code
-  taken at most once), so the result is collision-free wherever a prefix
-  has no more items than codes. Identical inputs (exact duplicates, which no
-  per-item argmax can separate) still get distinct codes. Prefixes are never
-  changed, so the first levels keep their meaning; the price is a slightly
-  worse last-level reconstruction for the moved items, reported as
-  ``added_error``.
+- ``balanced_last_level`` cuts collisions at the source, in the spirit of
+  LC-Rec's uniform semantic mapping, but only where it is needed: in each
+  colliding group the first item (the one whose suffix would be 0) keeps its
+  codes; every later member ("mover") is re-assigned a last-level code that
+  no other item with the same prefix (first ``levels - 1`` codes) uses. Per
+  prefix this is a min-cost assignment with capacity one per code (cost: the
+  squared distance of the mover's last-level input to each free codeword),
+  solved by a log-domain Sinkhorn on its entropic relaxation (rows: mass 1;
+  columns: mass at most 1) and rounded greedily (largest plan entry first,
+  each free code taken once). The result is collision-free wherever a prefix
+  has no more items than codes, so the last level ends up used near
+  uniformly within every prefix instead of piling items onto one code.
+- Departure from LC-Rec: LC-Rec's Sinkhorn asks every code for the *same*
+  mass and then takes each item's argmax. On a small colliding group that
+  constraint flattens the plan (one mover gets an arbitrary code, not its
+  nearest free one) and identical inputs, which every per-item argmax maps to
+  the same code, never separate, so LC-Rec loops up to 20 rounds and still
+  leaves duplicates colliding. Capacity constraints keep the distances and
+  split duplicates. Prefixes never change, so the first levels keep their
+  meaning; the price is a slightly worse last-level reconstruction for the
+  moved items, reported as ``added_error``.
 """
 
 from __future__ import annotations
@@ -89,12 +96,14 @@ class BalancedResult:
 def _as_code_matrix(codes: torch.Tensor) -> torch.Tensor:
     codes = torch.as_tensor(codes)
     if codes.dim() != 2 or codes.shape[1] == 0:
-        raise DeepInterestError(f"codes must be an [N, levels] matrix, got shape {tuple(codes.shape)}")
+        raise DeepInterestError(
+            f"codes must be an [N, levels] matrix, got shape {tuple(codes.shape)}"
+        )
     return codes.long()
 
 
 def _groups(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(group, counts, rank)``: each item's tuple group, group sizes, item's position in its group."""
+    """``(group, counts, rank)``: each item's tuple group, group sizes, position in the group."""
     _, group, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
     return group, counts, _rank_within(group, counts)
 
@@ -153,8 +162,9 @@ def balanced_last_level(
 
     ``last_input`` [N, D] is what the last level quantized (``Quantized.last_input``),
     ``codebook`` [K, D] the last level's codebook, ``codes`` [N, levels] the
-    current codes. ``epsilon`` is the entropic regularisation relative to the
-    mean cost in each prefix; ``iterations`` Sinkhorn iterations.
+    current codes (only their last column changes). ``epsilon`` is the
+    entropic regularisation in units of the mean last-level squared error
+    (smaller is closer to the exact min-cost assignment); ``iterations`` Sinkhorn iterations.
     """
     codes = _as_code_matrix(codes).clone()
     before = collision_stats(codes).collision_rate
@@ -164,25 +174,26 @@ def balanced_last_level(
     last_input = last_input.to(torch.float32)
     codebook = codebook.to(last_input.device, torch.float32)
     cost = torch.cdist(last_input[movers], codebook).square()
-    prefix, prefix_count, _ = _groups(codes[:, :-1]) if codes.shape[1] > 1 else _single_prefix(codes)
-    new_last = _assign_movers(cost, prefix, codes[:, -1], movers, codebook.shape[0], epsilon, iterations)
-    old_cost = cost.gather(1, codes[movers, -1:]).squeeze(1)
+    # Temperature unit: the mean last-level squared error of the catalogue.
+    scale = float((last_input - codebook[codes[:, -1]]).square().sum(dim=1).mean())
+    # With one level every item shares the empty prefix.
+    prefix = _groups(codes[:, :-1])[0] if codes.shape[1] > 1 else torch.zeros_like(codes[:, 0])
+    new_last = _assign_movers(
+        cost, prefix, codes[:, -1], movers, codebook.shape[0], epsilon * scale, iterations
+    )
     moved = new_last != codes[movers, -1]
-    added = float((cost.gather(1, new_last.unsqueeze(1)).squeeze(1) - old_cost)[moved].mean()) if moved.any() else 0.0
+    added = 0.0
+    if moved.any():
+        increase = cost.gather(1, new_last[:, None]) - cost.gather(1, codes[movers, -1:])
+        added = float(increase[moved].mean())
     codes[movers, -1] = new_last
-    return BalancedResult(codes, int(moved.sum()), before, collision_stats(codes).collision_rate, added)
-
-
-def _single_prefix(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """With one level every item shares the empty prefix."""
-    n = codes.shape[0]
-    zeros = codes.new_zeros(n)
-    return zeros, torch.tensor([n], device=codes.device), zeros
+    after = collision_stats(codes).collision_rate
+    return BalancedResult(codes, int(moved.sum()), before, after, added)
 
 
 def _assign_movers(
     cost: torch.Tensor, prefix: torch.Tensor, last: torch.Tensor, movers: torch.Tensor,
-    k: int, epsilon: float, iterations: int,
+    k: int, temperature: float, iterations: int,
 ) -> torch.Tensor:
     """New last code of each mover: Sinkhorn over free codes of its prefix, greedy rounding."""
     mover_prefixes, local = torch.unique(prefix[movers], return_inverse=True)
@@ -196,17 +207,22 @@ def _assign_movers(
     step = max(1, BLOCK_ELEMENTS // (width * k))
     for begin in range(0, mover_prefixes.numel(), step):
         chunk = (local >= begin) & (local < begin + step)
-        block = torch.full((min(step, mover_prefixes.numel() - begin), width, k), float("inf"), device=cost.device)
+        rows = min(step, mover_prefixes.numel() - begin)
+        block = torch.full((rows, width, k), float("inf"), device=cost.device)
         block[local[chunk] - begin, slot[chunk]] = cost[chunk]
         allowed = torch.isfinite(block) & free[begin : begin + block.shape[0]].unsqueeze(1)
-        assigned = _round_greedy(_sinkhorn(block, allowed, epsilon, iterations), allowed)
+        assigned = _round_greedy(_sinkhorn(block, allowed, temperature, iterations), allowed)
         picked = assigned[local[chunk] - begin, slot[chunk]]
         new_last[chunk] = torch.where(picked >= 0, picked, new_last[chunk])
     return new_last
 
 
 def _free_codes(
-    prefix: torch.Tensor, last: torch.Tensor, stays: torch.Tensor, mover_prefixes: torch.Tensor, k: int
+    prefix: torch.Tensor,
+    last: torch.Tensor,
+    stays: torch.Tensor,
+    mover_prefixes: torch.Tensor,
+    k: int,
 ) -> torch.Tensor:
     """[P, K] mask of last codes not used by staying items of each mover prefix."""
     lookup = torch.full((int(prefix.max()) + 1,), -1, dtype=torch.long, device=prefix.device)
@@ -218,23 +234,25 @@ def _free_codes(
     return ~taken
 
 
-def _sinkhorn(cost: torch.Tensor, allowed: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
-    """Log transport plan [P, M, K]: each row mass 1, free codes share the rows' mass equally."""
+def _sinkhorn(
+    cost: torch.Tensor, allowed: torch.Tensor, temperature: float, iterations: int
+) -> torch.Tensor:
+    """Log transport plan [P, M, K]: each mover row mass 1, each free code at most mass 1."""
     rows = allowed.any(dim=2)
     cols = allowed.any(dim=1)
-    scale = torch.where(allowed, cost, 0.0).sum(dim=(1, 2)) / allowed.sum(dim=(1, 2)).clamp_min(1)
-    logits = torch.where(allowed, -cost / (epsilon * scale.clamp_min(1e-12)).view(-1, 1, 1), float("-inf"))
-    col_mass = torch.log(rows.sum(1, keepdim=True) / cols.sum(1, keepdim=True).clamp_min(1))
+    logits = torch.where(allowed, -cost / max(temperature, 1e-12), float("-inf"))
     f = torch.zeros(rows.shape, device=cost.device)
     g = torch.zeros(cols.shape, device=cost.device)
     for _ in range(iterations):
         f = torch.where(rows, -torch.logsumexp(logits + g.unsqueeze(1), dim=2), 0.0)
-        g = torch.where(cols, col_mass - torch.logsumexp(logits + f.unsqueeze(2), dim=1), 0.0)
+        # Capacity, not equality: only codes over-subscribed are scaled down.
+        excess = torch.logsumexp(logits + f.unsqueeze(2), dim=1)
+        g = torch.where(cols, (-excess).clamp_max(0.0), 0.0)
     return logits + f.unsqueeze(2) + g.unsqueeze(1)
 
 
 def _round_greedy(log_plan: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Hard assignment [P, M] (-1 = none): largest plan entry first, each code at most once per prefix."""
+    """Hard assignment [P, M] (-1: none): largest plan entry first, each code once per prefix."""
     score = torch.where(allowed, log_plan, float("-inf"))
     p, m, k = score.shape
     assigned = torch.full((p, m), -1, dtype=torch.long, device=score.device)

@@ -91,23 +91,28 @@ class ResidualKMeans:
         codebook_size: int = 256,
         codebook_sizes: tuple[int, ...] | list[int] | None = None,
         max_iter: int = 25,
-        tol: float = 1e-4,
+        tol: float = 5e-4,
         backend: str = "auto",
-        init_sample: int | None = 65536,
+        init_sample: int | None = 4096,
     ):
-        sizes = tuple(int(s) for s in codebook_sizes) if codebook_sizes is not None else (codebook_size,) * levels
+        sizes = (codebook_size,) * levels if codebook_sizes is None else tuple(codebook_sizes)
+        sizes = tuple(int(s) for s in sizes)
         if not sizes:
             raise DeepInterestError("residual k-means needs at least one level")
         self.codebook_sizes = sizes
         self.levels = len(sizes)
-        self.options = {"max_iter": max_iter, "tol": tol, "backend": backend, "init_sample": init_sample}
+        self.options = {
+            "max_iter": max_iter, "tol": tol, "backend": backend, "init_sample": init_sample
+        }
         self.quantizers = [KMeans(codebook_size=size, **self.options) for size in sizes]
 
     @property
     def codebooks(self) -> list[torch.Tensor]:
         """The fitted codebooks, one [K_l, D] tensor per level."""
         if any(q.centroids is None for q in self.quantizers):
-            raise DeepInterestError("ResidualKMeans is not fitted: call fit(vectors) or load(folder) first")
+            raise DeepInterestError(
+                "ResidualKMeans is not fitted: call fit(vectors) or load(folder) first"
+            )
         return [q.centroids for q in self.quantizers]
 
     def config(self) -> dict:
@@ -130,10 +135,15 @@ class ResidualKMeans:
         return self._report(vectors, quantized, results, seconds)
 
     def _report(
-        self, vectors: torch.Tensor, quantized: torch.Tensor, results: list[KMeansResult], seconds: float
+        self,
+        vectors: torch.Tensor,
+        quantized: torch.Tensor,
+        results: list[KMeansResult],
+        seconds: float,
     ) -> FitReport:
         mse, relative = reconstruction_errors(vectors, quantized)
-        stats = code_stats(torch.stack([r.assignments for r in results], dim=1), self.codebook_sizes)
+        codes = torch.stack([r.assignments for r in results], dim=1)
+        stats = code_stats(codes, self.codebook_sizes)
         return FitReport(
             seconds=seconds,
             mse=mse,
@@ -177,4 +187,5 @@ class ResidualKMeans:
         return quantizer
 
     def __repr__(self) -> str:
-        return f"ResidualKMeans(codebook_sizes={self.codebook_sizes}, backend={self.options['backend']!r})"
+        backend = self.options["backend"]
+        return f"ResidualKMeans(codebook_sizes={self.codebook_sizes}, backend={backend!r})"

@@ -30,7 +30,9 @@ TIGER and LC-Rec. Design decisions:
   weights are restored, so the fit report describes the model that is kept.
 - Determinism on CPU: weights are initialised under a forked global RNG
   seeded with ``seed`` (the caller's global RNG state is left untouched),
-  and shuffling and restarts draw from a seeded ``torch.Generator``.
+  shuffling and restarts draw from a seeded ``torch.Generator``, and the
+  codeword lookup is a one-hot matmul (see ``VectorQuantizer.forward``).
+  Measured: two processes with the same seed give identical losses.
 - Departure from the paper's setup: the paper fuses a 2560-d Qwen3 text
   embedding with CLIP image features; any [N, D] vectors work here, and the
   defaults (hidden 512-256-128, latent 32, 3 x 256) follow TIGER/LC-Rec.
@@ -39,6 +41,7 @@ TIGER and LC-Rec. Design decisions:
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -75,7 +78,8 @@ class VQOutput(NamedTuple):
 
 
 class RVQOutput(NamedTuple):
-    """All levels: straight-through ``quantized`` latent, ``codes`` [B, L], summed ``loss``, level ``inputs``."""
+    """All levels: straight-through ``quantized`` latent, ``codes`` [B, L], summed ``loss``,
+    and each level's (detached) input ``inputs``."""
 
     quantized: torch.Tensor
     codes: torch.Tensor
@@ -91,18 +95,24 @@ class VectorQuantizer(nn.Module):
         self.beta = beta
         self.codebook = nn.Parameter(torch.zeros(codebook_size, dim))
         # Steps since each code was last selected (training only, not saved).
-        self.register_buffer("idle_steps", torch.zeros(codebook_size, dtype=torch.long), persistent=False)
+        idle = torch.zeros(codebook_size, dtype=torch.long)
+        self.register_buffer("idle_steps", idle, persistent=False)
 
     def forward(self, z: torch.Tensor) -> VQOutput:
         codes = nearest_codeword(z.detach(), self.codebook.detach()).indices
-        codewords = self.codebook[codes]
+        # One-hot matmul, not codebook[codes]: the gather's backward accumulates
+        # with threads in a run-dependent order on CPU, so two runs with the same
+        # seed drifted apart; the matmul's rows are the codewords exactly.
+        one_hot = F.one_hot(codes, self.codebook.shape[0]).to(self.codebook.dtype)
+        codewords = one_hot @ self.codebook
         loss = F.mse_loss(codewords, z.detach()) + self.beta * F.mse_loss(z, codewords.detach())
         return VQOutput(codewords, codes, loss)
 
     @torch.no_grad()
     def initialize(self, z: torch.Tensor, *, seed: int) -> None:
         """Codebook = k-means centroids of ``z`` (duplicated points if ``z`` has too few rows)."""
-        kmeans = KMeans(codebook_size=self.codebook.shape[0], max_iter=INIT_KMEANS_ITERS, backend="torch")
+        size = self.codebook.shape[0]
+        kmeans = KMeans(codebook_size=size, max_iter=INIT_KMEANS_ITERS, backend="torch")
         self.codebook.copy_(kmeans.train(z.detach(), seed=seed).centroids)
         self.idle_steps.zero_()
 
@@ -126,7 +136,9 @@ class ResidualVQ(nn.Module):
 
     def __init__(self, *, codebook_sizes: tuple[int, ...], dim: int, beta: float = 0.25):
         super().__init__()
-        self.layers = nn.ModuleList(VectorQuantizer(codebook_size=k, dim=dim, beta=beta) for k in codebook_sizes)
+        self.layers = nn.ModuleList(
+            VectorQuantizer(codebook_size=k, dim=dim, beta=beta) for k in codebook_sizes
+        )
 
     def forward(self, z: torch.Tensor) -> RVQOutput:
         residual, total, loss = z, torch.zeros_like(z), z.new_zeros(())
@@ -138,7 +150,8 @@ class ResidualVQ(nn.Module):
             total = total + out.codewords.detach()
             codes.append(out.codes)
             loss = loss + out.loss
-        quantized = z + (total - z).detach()  # straight-through: decoder gradient reaches the encoder
+        # Straight-through: the decoder's gradient reaches the encoder unchanged.
+        quantized = z + (total - z).detach()
         return RVQOutput(quantized, torch.stack(codes, dim=1), loss, inputs)
 
     @torch.no_grad()
@@ -203,15 +216,16 @@ class RQVAE:
         min_delta: float = 1e-3,
         dead_after: int = 20,
     ):
-        sizes = tuple(int(s) for s in codebook_sizes) if codebook_sizes is not None else (codebook_size,) * levels
+        sizes = (codebook_size,) * levels if codebook_sizes is None else tuple(codebook_sizes)
+        sizes = tuple(int(s) for s in sizes)
         if not sizes or batch_size < 1 or epochs < 1:
             raise DeepInterestError("RQVAE needs >= 1 level, batch_size >= 1 and epochs >= 1")
         self.codebook_sizes = sizes
         self.levels = len(sizes)
         self.options = {
-            "hidden_dims": [int(d) for d in hidden_dims], "latent_dim": latent_dim, "beta": beta, "lr": lr,
-            "batch_size": batch_size, "epochs": epochs, "patience": patience, "min_delta": min_delta,
-            "dead_after": dead_after,
+            "hidden_dims": [int(d) for d in hidden_dims], "latent_dim": latent_dim,
+            "beta": beta, "lr": lr, "batch_size": batch_size, "epochs": epochs,
+            "patience": patience, "min_delta": min_delta, "dead_after": dead_after,
         }
         self.net: RQVAENet | None = None
         self.input_dim: int | None = None
@@ -238,7 +252,8 @@ class RQVAE:
         net = self._build(vectors.shape[1], seed=seed).to(vectors.device)
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.options["lr"])
-        first = vectors[torch.randperm(vectors.shape[0], generator=generator)[: self.options["batch_size"]]]
+        order = torch.randperm(vectors.shape[0], generator=generator)
+        first = vectors[order[: self.options["batch_size"]].to(vectors.device)]
         with torch.no_grad():
             net.rvq.initialize(net.encoder(first.to(vectors.device)), seed=seed)
         history = self._train(vectors, net, optimizer, generator, progress=progress)
@@ -246,24 +261,39 @@ class RQVAE:
         quantized = self.quantize(vectors)
         mse, relative = reconstruction_errors(vectors, quantized.quantized)
         stats = code_stats(quantized.codes, self.codebook_sizes)
-        restarts = tuple(sum(int(h[f"restarts_{level}"]) for h in history) for level in range(self.levels))
+        restarts = tuple(
+            sum(int(h[f"restarts_{level}"]) for h in history) for level in range(self.levels)
+        )
         return FitReport(
-            seconds=time.perf_counter() - start, mse=mse, relative_mse=relative, usage=stats.usage,
-            perplexity=stats.perplexity, iterations=(len(history),), repaired=restarts, history=history,
+            seconds=time.perf_counter() - start, mse=mse, relative_mse=relative,
+            usage=stats.usage, perplexity=stats.perplexity, iterations=(len(history),),
+            repaired=restarts, history=history,
         )
 
-    def _train(self, vectors, net, optimizer, generator, *, progress: bool) -> list[dict[str, float]]:
+    def _train(
+        self, vectors, net, optimizer, generator, *, progress: bool
+    ) -> list[dict[str, float]]:
         opts = self.options
         history: list[dict[str, float]] = []
-        best, best_state, waited = float("inf"), None, 0
+        best = reference = float("inf")
+        best_state, waited = None, 0
         bar = tqdm(range(opts["epochs"]), desc="rq-vae", unit="epoch", disable=not progress)
         for epoch in bar:
             net.train()
             stats = self._epoch(vectors, net, optimizer, generator)
             history.append({"epoch": epoch + 1, **stats})
             bar.set_postfix(recon=f"{stats['reconstruction']:.4g}", vq=f"{stats['vq_loss']:.3g}")
-            if stats["reconstruction"] < best * (1 - opts["min_delta"]):
-                best, best_state, waited = stats["reconstruction"], copy.deepcopy(net.state_dict()), 0
+            recon = stats["reconstruction"]
+            if not math.isfinite(stats["loss"]):
+                raise DeepInterestError(
+                    f"RQ-VAE training diverged (loss {stats['loss']} at epoch {epoch + 1}); "
+                    f"lower lr (now {opts['lr']}) or check the vectors"
+                )
+            if recon < best:
+                best, best_state = recon, copy.deepcopy(net.state_dict())
+            # Patience counts epochs without a *significant* gain over the last significant one.
+            if recon < reference * (1 - opts["min_delta"]):
+                reference, waited = recon, 0
             else:
                 waited += 1
                 if waited >= opts["patience"]:
@@ -287,12 +317,14 @@ class RQVAE:
             loss.backward()
             optimizer.step()
             for level, layer in enumerate(net.rvq.layers):
-                dead = layer.restart_dead(out.inputs[level], out.codes[:, level], dead_after=dead_after,
-                                          generator=generator)
+                dead = layer.restart_dead(
+                    out.inputs[level], out.codes[:, level], dead_after=dead_after,
+                    generator=generator,
+                )
                 _reset_adam_rows(optimizer, layer.codebook, dead)
                 restarts[level] += int(dead.numel())
-            for key, value in (("loss", loss), ("reconstruction", recon_loss), ("vq_loss", out.loss)):
-                totals[key] += float(value)
+            for key, value in zip(totals, (loss, recon_loss, out.loss)):
+                totals[key] += float(value.detach())
             batches += 1
         stats = {key: value / batches for key, value in totals.items()}
         return {**stats, **{f"restarts_{level}": float(n) for level, n in enumerate(restarts)}}
@@ -309,12 +341,13 @@ class RQVAE:
 
     @torch.no_grad()
     def quantize(self, vectors: torch.Tensor) -> Quantized:
-        """Codes, the decoded vectors and the last level's latent input (in chunks of ``batch_size``)."""
+        """Codes, decoded vectors and the last level's latent input (in ``batch_size`` chunks)."""
         net = self._require_net()
         vectors = as_vectors(vectors)
         was_training = net.training
         net.eval()
-        parts = [self._quantize_chunk(net, chunk) for chunk in vectors.split(self.options["batch_size"])]
+        chunks = vectors.split(self.options["batch_size"])
+        parts = [self._quantize_chunk(net, chunk) for chunk in chunks]
         net.train(was_training)
         return Quantized(*(torch.cat(p) for p in zip(*parts)))
 
@@ -352,10 +385,13 @@ class RQVAE:
         return quantizer
 
     def __repr__(self) -> str:
-        return f"RQVAE(codebook_sizes={self.codebook_sizes}, latent_dim={self.options['latent_dim']})"
+        latent = self.options["latent_dim"]
+        return f"RQVAE(codebook_sizes={self.codebook_sizes}, latent_dim={latent})"
 
 
-def _reset_adam_rows(optimizer: torch.optim.Optimizer, param: torch.Tensor, rows: torch.Tensor) -> None:
+def _reset_adam_rows(
+    optimizer: torch.optim.Optimizer, param: torch.Tensor, rows: torch.Tensor
+) -> None:
     """Zero Adam's moment estimates of ``param``'s restarted ``rows``."""
     state = optimizer.state.get(param, {})
     if rows.numel():

@@ -1,0 +1,223 @@
+"""TIGER-style T5 encoder-decoder over semantic IDs, trained from scratch.
+
+The model is a :class:`transformers.T5ForConditionalGeneration` built from a
+:class:`~transformers.T5Config` (no pretrained weights) whose vocabulary is
+the SID token layout of :mod:`.base` (``PAD`` 0, ``EOS`` 1, ``BOS`` 2 as the
+decoder start token, then one id block per SID position). It implements the
+decode protocol of :class:`~.base.GenerativeBackbone` (``loss``, ``start``,
+``expand``, ``step``) plus ``save``/``load``.
+
+Departures from TIGER (Rajput et al., 2023), each for CPU cost:
+
+- **One encoder position per history item.** TIGER feeds every code token
+  of every item (20 items x 4 codes = 80 positions); here an item is one
+  position whose input vector is the *sum* of its P code-token embeddings,
+  taken from the same shared table the decoder reads and writes. The
+  encoder sees 20 positions instead of 80: measured on a 2-core machine, a
+  4.6M-parameter T5 over 80 tokens took 3.75 s per batch of 256, far too
+  slow for an epoch on a CPU. The sum keeps the hierarchy (items sharing a
+  prefix share part of their vector) and, with a per-level id block, the
+  code order is never ambiguous.
+- **Smaller default model** (d_model 128, 2+2 layers, 4 heads x 32, ff 256)
+  than TIGER's (4+4 layers, 6 heads x 64, ff 1024); the constructor takes
+  TIGER's sizes when a GPU is available.
+- **User token off by default.** TIGER prepends a user-id token hashed into
+  2,000 buckets; ``user_buckets > 0`` turns that on, as an extra encoder
+  position with its own embedding table.
+- Histories are right-aligned with left padding; T5's relative position
+  bias only sees distances between real items, so the amount of padding
+  does not change the output (batches may be trimmed to their longest row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import DeepInterestError
+from .base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
+
+CONFIG_FILE = "backbone.json"
+KIND = "t5"
+# Multiplicative hash (Knuth) so consecutive user positions land in distant buckets.
+_HASH_MULT = 2654435761
+
+
+@dataclass(frozen=True)
+class T5State:
+    """Per-row encoder outputs and the mask of real positions."""
+
+    hidden: torch.Tensor  # [rows, L, d_model]
+    mask: torch.Tensor  # [rows, L] 1 = real position
+
+
+class T5Backbone(nn.Module):
+    """Encoder over summed item-code embeddings, decoder over SID tokens."""
+
+    def __init__(
+        self,
+        *,
+        catalog: SIDCatalog,
+        d_model: int = 128,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        heads: int = 4,
+        d_kv: int = 32,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        user_buckets: int = 0,
+    ) -> None:
+        super().__init__()
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        self.catalog = catalog
+        self.options = dict(d_model=d_model, encoder_layers=encoder_layers,
+                            decoder_layers=decoder_layers, heads=heads, d_kv=d_kv, d_ff=d_ff,
+                            dropout=dropout, user_buckets=user_buckets)
+        config = T5Config(
+            vocab_size=catalog.vocab_size, d_model=d_model, d_kv=d_kv, d_ff=d_ff,
+            num_layers=encoder_layers, num_decoder_layers=decoder_layers, num_heads=heads,
+            dropout_rate=dropout, pad_token_id=PAD, eos_token_id=EOS,
+            decoder_start_token_id=BOS, feed_forward_proj="relu", use_cache=False,
+        )
+        self.model = T5ForConditionalGeneration(config)
+        self.user_embed = nn.Embedding(user_buckets, d_model) if user_buckets > 0 else None
+        # Registered buffers so .to(device) moves the lookup tables with the model.
+        self.register_buffer("item_codes", catalog.sids + catalog.offsets, persistent=False)
+
+    # -- encoder input -------------------------------------------------------
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        """[..., d_model]: sum of each item's code-token embeddings; padding (-1) -> zeros."""
+        tokens = self.item_codes[items.clamp(min=0)]  # [..., P]
+        summed = self.model.shared(tokens).sum(-2)
+        return summed * (items >= 0).unsqueeze(-1).to(summed.dtype)
+
+    def encoder_inputs(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``inputs_embeds`` [B, L, d] and ``attention_mask`` [B, L] for the encoder."""
+        embeds = self.item_embeddings(batch.items)
+        mask = (batch.items >= 0).long()
+        if self.user_embed is not None:
+            bucket = (batch.users.long() * _HASH_MULT) % self.user_embed.num_embeddings
+            embeds = torch.cat([self.user_embed(bucket).unsqueeze(1), embeds], dim=1)
+            mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        return embeds, mask
+
+    def encode(self, batch: HistoryBatch) -> T5State:
+        embeds, mask = self.encoder_inputs(batch)
+        hidden = self.model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        return T5State(hidden, mask)
+
+    # -- decoder ---------------------------------------------------------------
+
+    def _logits(self, state: T5State, decoder_input: torch.Tensor) -> torch.Tensor:
+        out = self.model(encoder_outputs=(state.hidden,), attention_mask=state.mask,
+                         decoder_input_ids=decoder_input, use_cache=False)
+        return out.logits  # [rows, t, vocab]
+
+    def target_tokens(self, targets: torch.Tensor) -> torch.Tensor:
+        """SID tokens [B, P] of target item indices [B]."""
+        return self.item_codes[targets]
+
+    def teacher_logits(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
+        """Logits [B, P, vocab] of every SID position given the true prefix."""
+        labels = self.target_tokens(targets)
+        bos = torch.full_like(labels[:, :1], BOS)
+        return self._logits(self.encode(batch), torch.cat([bos, labels[:, :-1]], dim=1))
+
+    def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the P target SID tokens, full vocabulary."""
+        logits = self.teacher_logits(batch, targets)
+        labels = self.target_tokens(targets)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+    def start(self, batch: HistoryBatch) -> T5State:
+        return self.encode(batch)
+
+    def expand(self, state: T5State, beam: int) -> T5State:
+        return T5State(state.hidden.repeat_interleave(beam, dim=0),
+                       state.mask.repeat_interleave(beam, dim=0))
+
+    def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [rows, vocab] of the token after ``[BOS] + prefix``."""
+        bos = torch.full((prefix.shape[0], 1), BOS, dtype=torch.long, device=prefix.device)
+        logits = self._logits(state, torch.cat([bos, prefix.long()], dim=1))
+        return F.log_softmax(logits[:, -1].float(), dim=-1)
+
+    # -- persistence -----------------------------------------------------------
+
+    def save(self, folder: str | Path) -> None:
+        """``save_pretrained`` of the T5 (+ user embeddings) and ``backbone.json``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _quiet_transformers():
+            self.model.save_pretrained(folder)
+        if self.user_embed is not None:
+            from safetensors.torch import save_file
+
+            save_file({"weight": self.user_embed.weight.detach().contiguous()},
+                      str(folder / "user_embed.safetensors"))
+        info: dict[str, Any] = {"kind": KIND, "options": self.options,
+                                "catalog": {"items": len(self.catalog.item_ids),
+                                            "sizes": list(self.catalog.sizes)}}
+        (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path, catalog: SIDCatalog) -> T5Backbone:
+        """Rebuild a saved backbone; the catalogue must match the one it was trained on."""
+        from transformers import T5ForConditionalGeneration
+
+        folder = Path(folder)
+        info = _read_info(folder)
+        expected = {"items": len(catalog.item_ids), "sizes": list(catalog.sizes)}
+        if info["catalog"] != expected:
+            raise DeepInterestError(
+                f"{folder / CONFIG_FILE}: trained on a catalogue with {info['catalog']}, "
+                f"given one with {expected}; load it with the sids artifact it was trained on")
+        backbone = cls(catalog=catalog, **info["options"])
+        with _quiet_transformers():
+            backbone.model = T5ForConditionalGeneration.from_pretrained(folder)
+        if backbone.user_embed is not None:
+            from safetensors.torch import load_file
+
+            weight = load_file(str(folder / "user_embed.safetensors"))["weight"]
+            backbone.user_embed.weight.data.copy_(weight)
+        return backbone
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No per-shard progress bars while saving checkpoints inside a training loop."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise DeepInterestError(f"{path}: not found; is {folder} a saved backbone?")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.get("kind") != KIND:
+        raise DeepInterestError(f"{path}: kind {info.get('kind')!r}, expected {KIND!r}")
+    return info
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Distinct trainable parameters (tied embeddings counted once)."""
+    seen = {id(p): p for p in module.parameters() if p.requires_grad}
+    return sum(p.numel() for p in seen.values())

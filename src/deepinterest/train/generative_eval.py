@@ -1,0 +1,110 @@
+"""Evaluation and serving of generative backbones by trie-constrained beam search.
+
+:func:`recommend` turns histories into each user's top-K items (what
+``di recommend`` serves); :func:`target_ranks` gives the 0-based rank of
+each example's target in that list, and :func:`evaluate_generative` turns
+ranks into HR@K / NDCG@K with the shared metric code of
+:mod:`deepinterest.evaluate` (GUIDE.md section 6: beam 20, top 10, full
+ranking over every valid SID, items already in the history not removed).
+
+Histories are processed in order of length and each batch is trimmed to its
+longest history, so a batch of short histories costs short sequences; the
+outputs are put back in the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..backbones.base import HistoryBatch, pad_histories
+from ..backbones.decoding import constrained_beam_search
+from ..backbones.trie import SIDTrie
+from ..data.splits import Example
+from ..evaluate import DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
+
+
+class Recommendations(NamedTuple):
+    """Each history's best items, best first (-1 where fewer than ``topk`` exist)."""
+
+    items: torch.Tensor  # int64 [N, k]
+    scores: torch.Tensor  # float32 [N, k] summed SID-token log-probabilities
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Row indices in batches of similar length (stable sort by length)."""
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def history_batch(histories: Sequence[tuple[int, ...]], users: Sequence[int],
+                  max_history: int) -> HistoryBatch:
+    """Right-aligned batch trimmed to its longest history (at most ``max_history``)."""
+    width = max(1, min(max_history, max((len(h) for h in histories), default=1)))
+    return HistoryBatch(pad_histories(list(histories), width),
+                        torch.as_tensor(list(users), dtype=torch.long))
+
+
+def _device(backbone: torch.nn.Module) -> torch.device:
+    param = next(backbone.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def recommend(
+    backbone, catalog, histories: Sequence[tuple[int, ...]], *, users: Sequence[int] | None = None,
+    beam: int = 20, topk: int = 10, batch_size: int = 256, max_history: int = 20,
+    trie: SIDTrie | None = None,
+) -> Recommendations:
+    """Top-``topk`` valid items for each history (item positions, best first)."""
+    users = list(users) if users is not None else [0] * len(histories)
+    trie = trie if trie is not None else SIDTrie.from_catalog(catalog)
+    k = min(topk, beam, trie.num_items)
+    items = torch.full((len(histories), k), -1, dtype=torch.long)
+    scores = torch.full((len(histories), k), float("-inf"))
+    device, was_training = _device(backbone), backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            for rows in length_batches([len(h) for h in histories], batch_size):
+                batch = history_batch([histories[r] for r in rows], [users[r] for r in rows],
+                                      max_history).to(device)
+                res = constrained_beam_search(backbone, batch, trie, beam=beam, topk=topk)
+                items[rows, :res.items.shape[1]] = res.items.cpu()
+                scores[rows, :res.scores.shape[1]] = res.scores.float().cpu()
+    finally:
+        backbone.train(was_training)
+    return Recommendations(items, scores)
+
+
+def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = 20,
+                 topk: int = 10, batch_size: int = 256, max_history: int = 20,
+                 trie: SIDTrie | None = None) -> np.ndarray:
+    """0-based rank of each example's target in its top-``topk`` list, -1 when absent."""
+    recs = recommend(backbone, catalog, [e.history for e in examples],
+                     users=[e.user for e in examples], beam=beam, topk=topk,
+                     batch_size=batch_size, max_history=max_history, trie=trie)
+    targets = torch.as_tensor([e.target for e in examples], dtype=torch.long).unsqueeze(1)
+    hit = recs.items == targets  # SIDs are unique, so at most one hit per row
+    ranks = torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(targets[:, 0], -1))
+    return ranks.numpy().astype(np.int64)
+
+
+def evaluate_generative(
+    backbone, catalog, examples: Sequence[Example], *, beam: int = 20, topk: int = 10,
+    batch_size: int = 256, ks: Sequence[int] = DEFAULT_KS, max_history: int = 20,
+    trie: SIDTrie | None = None,
+) -> Metrics:
+    """HR@K and NDCG@K of the constrained beam's top-``topk`` lists."""
+    if max(ks) > topk:
+        raise ValueError(f"K={max(ks)} needs topk >= {max(ks)}, got topk={topk}")
+    ranks = target_ranks(backbone, catalog, examples, beam=beam, topk=topk,
+                         batch_size=batch_size, max_history=max_history, trie=trie)
+    return metrics_from_ranks(ranks, ks)
+
+
+__all__ = ["NOT_FOUND", "Recommendations", "evaluate_generative", "history_batch",
+           "length_batches", "recommend", "target_ranks"]
