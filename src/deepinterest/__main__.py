@@ -1,0 +1,5 @@
+"""``python -m deepinterest`` is the ``di`` command."""
+
+from .cli import app
+
+app()
