@@ -10,7 +10,11 @@ same model and inputs, alternating batch by batch:
   (a) ``constrained_beam_search`` driving a decode-protocol adapter of the T5;
   (a') the same with a plain adapter (encoder output repeated per beam);
   (b) ``model.generate`` with ``prefix_allowed_tokens_fn`` (the usual baseline);
-  (c) ``model.generate`` with :class:`SIDTrieLogitsProcessor`.
+  (c) ``model.generate`` with :class:`SIDTrieLogitsProcessor`;
+  (d) ``constrained_beam_search`` over the shipped :class:`T5Backbone` (one
+      encoder position per item, beams folded the same way);
+  (e) ``generate`` + ``prefix_allowed_tokens_fn`` on that backbone's T5, fed the
+      same ``inputs_embeds``: the comparison a user of the toolkit would make.
 
 It reports users/s, the speed-up of each over (b), and the fraction of users
 whose top-10 item lists equal (b)'s. Speeds come from process CPU time (one
@@ -51,6 +55,7 @@ from transformers import (
 
 from deepinterest.backbones.base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
 from deepinterest.backbones.decoding import constrained_beam_search
+from deepinterest.backbones.t5 import T5Backbone
 from deepinterest.backbones.hf_logits import SIDTrieLogitsProcessor, make_prefix_allowed_tokens_fn
 from deepinterest.backbones.trie import SIDTrie
 from deepinterest.results import write_record
@@ -221,8 +226,35 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-# (a), (a'), (b), (c) of the module docstring
+# (a), (a'), (b), (c) of the module docstring; (d), (e): the shipped T5Backbone
 OURS, PLAIN, HF_FN, HF_PROC = "ours", "ours plain adapter", "hf prefix_fn", "hf processor"
+BB_OURS, BB_HF = "T5Backbone ours", "T5Backbone hf prefix_fn"
+
+
+def build_backbone(args: argparse.Namespace, catalog: SIDCatalog) -> T5Backbone:
+    """The toolkit's own T5 (one encoder position per item), same sizes, random weights."""
+    torch.manual_seed(args.seed)
+    return T5Backbone(catalog=catalog, d_model=args.d_model, encoder_layers=args.layers,
+                      decoder_layers=args.layers, heads=args.heads, d_kv=args.d_model // args.heads,
+                      d_ff=args.d_ff, dropout=0.0).eval()
+
+
+def backbone_methods(args, catalog, trie) -> dict[str, Callable[[HistoryBatch], torch.Tensor]]:
+    """(d) our search over T5Backbone's own decode protocol; (e) ``generate`` on its T5."""
+    backbone, fn = build_backbone(args, catalog), make_prefix_allowed_tokens_fn(trie, catalog)
+
+    def generate(batch: HistoryBatch) -> torch.Tensor:
+        embeds, mask = backbone.encoder_inputs(batch)
+        with torch.inference_mode():
+            seq = backbone.model.generate(
+                inputs_embeds=embeds, attention_mask=mask, num_beams=args.beam,
+                num_return_sequences=args.topk, max_new_tokens=catalog.positions, length_penalty=0.0,
+                do_sample=False, decoder_start_token_id=BOS, prefix_allowed_tokens_fn=fn)
+        return tokens_to_items(trie, catalog, seq[:, 1:], batch.size)
+
+    return {BB_OURS: lambda b: constrained_beam_search(backbone, b, trie, beam=args.beam,
+                                                       topk=args.topk).items,
+            BB_HF: generate}
 
 
 def methods(args, net, catalog, trie) -> dict[str, Callable[[HistoryBatch], torch.Tensor]]:
@@ -238,7 +270,7 @@ def methods(args, net, catalog, trie) -> dict[str, Callable[[HistoryBatch], torc
         return lambda b: tokens_to_items(trie, catalog, hf_generate(net, folded, b, args, **constraint), b.size)
 
     return {OURS: search(folded), PLAIN: search(plain), HF_FN: generate(prefix_allowed_tokens_fn=fn),
-            HF_PROC: generate(logits_processor=proc)}
+            HF_PROC: generate(logits_processor=proc)} | backbone_methods(args, catalog, trie)
 
 
 def figures_of(run: Timing, args, catalog, trie, net) -> dict[str, float | int]:
@@ -249,6 +281,9 @@ def figures_of(run: Timing, args, catalog, trie, net) -> dict[str, float | int]:
     for name in (OURS, PLAIN, HF_PROC):
         same = (run.outputs[name] == base).all(1).float().mean().item()
         figures[f"same top-{args.topk} {name} vs {HF_FN}"] = same
+    figures[f"speed-up {BB_OURS} / {BB_HF}"] = run.cpu[BB_HF] / run.cpu[BB_OURS]
+    figures[f"same top-{args.topk} {BB_OURS} vs {BB_HF}"] = (
+        (run.outputs[BB_OURS] == run.outputs[BB_HF]).all(1).float().mean().item())
     return figures | {
         "items": len(catalog.item_ids), "users": args.users, "beam": args.beam, "topk": args.topk,
         "batch size": args.batch_size, "threads": args.threads, "trie MB": trie.nbytes / 2**20,

@@ -73,6 +73,20 @@ def test_expand_repeats_each_user_for_its_beams():
         torch.testing.assert_close(scores[2::3], scores[::3])
 
 
+def test_folded_beams_with_different_prefixes_equal_decoding_each_alone():
+    model, batch = _backbone(), _batch()
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        state = model.start(batch)
+        for t in (1, 2):
+            prefix = torch.randint(3, model.catalog.vocab_size, (3 * 4, t), generator=g)
+            folded = model.step(model.expand(state, 4), prefix)  # row r -> user r // 4
+            for beam in range(4):
+                alone = model.step(state, prefix[beam::4])
+                torch.testing.assert_close(folded[beam::4], alone, rtol=1e-5, atol=1e-5)
+
+
 def test_left_padding_does_not_change_the_output():
     # Relative position bias sees only distances between real items, so batches may be trimmed.
     model, batch = _backbone(), _batch()

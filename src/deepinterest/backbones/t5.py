@@ -53,10 +53,17 @@ _HASH_MULT = 2654435761
 
 @dataclass(frozen=True)
 class T5State:
-    """Per-row encoder outputs and the mask of real positions."""
+    """Per-user encoder outputs, their mask, and the decoder's cross-attention keys/values.
 
-    hidden: torch.Tensor  # [rows, L, d_model]
-    mask: torch.Tensor  # [rows, L] 1 = real position
+    ``beam`` is how many beam rows each user's entry serves: beams are folded
+    into the decoder's sequence axis (see :meth:`T5Backbone.step`) instead of
+    copying the encoder output per beam.
+    """
+
+    hidden: torch.Tensor  # [users, L, d_model]
+    mask: torch.Tensor  # [users, L] 1 = real position
+    cross: Any  # transformers DynamicCache: per decoder layer keys, values [users, heads, L, d_kv]
+    beam: int = 1
 
 
 class T5Backbone(nn.Module):
@@ -114,7 +121,7 @@ class T5Backbone(nn.Module):
     def encode(self, batch: HistoryBatch) -> T5State:
         embeds, mask = self.encoder_inputs(batch)
         hidden = self.model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        return T5State(hidden, mask)
+        return T5State(hidden, mask, cross=None)
 
     # -- decoder ---------------------------------------------------------------
 
@@ -140,17 +147,50 @@ class T5Backbone(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
     def start(self, batch: HistoryBatch) -> T5State:
-        return self.encode(batch)
+        state = self.encode(batch)
+        return T5State(state.hidden, state.mask, self._cross_keys_values(state.hidden))
+
+    def _cross_keys_values(self, hidden: torch.Tensor) -> Any:
+        """Each decoder layer's cross-attention keys and values, computed once per user."""
+        from transformers import DynamicCache
+
+        shape = (hidden.shape[0], hidden.shape[1], -1, self.model.config.d_kv)
+        cache = DynamicCache()
+        for layer, block in enumerate(self.model.decoder.block):
+            attn = block.layer[1].EncDecAttention
+            keys, values = attn.k(hidden).view(shape), attn.v(hidden).view(shape)
+            cache.update(keys.transpose(1, 2), values.transpose(1, 2), layer)
+        return cache
 
     def expand(self, state: T5State, beam: int) -> T5State:
-        return T5State(state.hidden.repeat_interleave(beam, dim=0),
-                       state.mask.repeat_interleave(beam, dim=0))
+        """No copy: ``step`` folds a user's ``beam`` rows into one decoder sequence."""
+        return T5State(state.hidden, state.mask, state.cross, beam)
 
     def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities [rows, vocab] of the token after ``[BOS] + prefix``."""
-        bos = torch.full((prefix.shape[0], 1), BOS, dtype=torch.long, device=prefix.device)
-        logits = self._logits(state, torch.cat([bos, prefix.long()], dim=1))
-        return F.log_softmax(logits[:, -1].float(), dim=-1)
+        """Log-probabilities [rows, vocab] of the token after ``[BOS] + prefix``.
+
+        A user's ``beam`` prefixes of length ``t`` run as one decoder row of
+        ``beam * t`` tokens under a block-diagonal causal mask. T5's relative
+        position bias depends only on key minus query position, identical in
+        every block, so this equals decoding each beam alone, while the
+        cross-attention keys and values stay one copy per user (computed in
+        ``start``). This made beam-20 decoding 2.6x faster than repeating the
+        encoder output per beam (``benchmarks/bench_decoding.py``).
+        """
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        rows, t = prefix.shape[0], prefix.shape[1] + 1
+        bos = torch.full((rows, 1), BOS, dtype=torch.long, device=prefix.device)
+        tokens = torch.cat([bos, prefix.long()], dim=1).view(-1, state.beam * t)
+        out = self.model.decoder(
+            input_ids=tokens, attention_mask=_block_causal(state.beam, t, state.hidden),
+            encoder_hidden_states=state.hidden, encoder_attention_mask=state.mask,
+            cache=EncoderDecoderCache(DynamicCache(), state.cross), use_cache=True,
+        ).last_hidden_state
+        last = out.reshape(rows, t, -1)[:, -1]  # only the next token needs the LM head
+        if getattr(self.model.config, "scale_decoder_outputs", True):  # as T5 forward does
+            last = last * self.model.config.d_model ** -0.5
+        return F.log_softmax(self.model.lm_head(last).float(), dim=-1)
 
     # -- persistence -----------------------------------------------------------
 
@@ -191,6 +231,14 @@ class T5Backbone(nn.Module):
             weight = load_file(str(folder / "user_embed.safetensors"))["weight"]
             backbone.user_embed.weight.data.copy_(weight)
         return backbone
+
+
+def _block_causal(beam: int, t: int, like: torch.Tensor) -> torch.Tensor:
+    """Additive mask [1, 1, beam*t, beam*t]: causal inside each beam's block, closed across."""
+    pos = torch.arange(beam * t, device=like.device)
+    allowed = ((pos[:, None] // t) == (pos[None, :] // t)) & (pos[None, :] <= pos[:, None])
+    mask = torch.zeros(allowed.shape, dtype=like.dtype, device=like.device)
+    return mask.masked_fill(~allowed, torch.finfo(like.dtype).min)[None, None]
 
 
 @contextlib.contextmanager
