@@ -27,6 +27,7 @@ import torch
 
 from ..errors import DeepInterestError
 
+BACKBONE_FILE = "backbone.json"  # every saved backbone: kind, options, catalogue sizes
 PAD, EOS, BOS = 0, 1, 2
 NUM_SPECIAL = 3
 PAD_ITEM = -1  # padding in item-index history tensors
@@ -80,6 +81,27 @@ class SIDCatalog:
         sids = torch.as_tensor(sids, dtype=torch.long)
         sizes = sizes or tuple(int(m) + 1 for m in sids.max(0).values)
         return cls([str(i) for i in range(len(sids))], sids, tuple(sizes))
+
+
+def catalog_signature(catalog: SIDCatalog) -> dict[str, Any]:
+    """What a checkpoint records about the catalogue it was trained on."""
+    return {"items": len(catalog.item_ids), "sizes": list(catalog.sizes)}
+
+
+def read_backbone_info(folder: Path, kind: str, catalog: SIDCatalog) -> dict[str, Any]:
+    """``backbone.json`` of a saved backbone, checked for its kind and catalogue."""
+    path = Path(folder) / BACKBONE_FILE
+    if not path.is_file():
+        raise DeepInterestError(f"{path}: not found; is {folder} a saved backbone?")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.get("kind") != kind:
+        raise DeepInterestError(f"{path}: kind {info.get('kind')!r}, expected {kind!r}")
+    expected = catalog_signature(catalog)
+    if info["catalog"] != expected:
+        raise DeepInterestError(
+            f"{path}: trained on a catalogue with {info['catalog']}, given one with {expected}; "
+            "load it with the sids artifact it was trained on")
+    return info
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,16 @@ import torch
 from torch import nn
 
 from ..errors import DeepInterestError, require
-from .base import BOS, EOS, NUM_SPECIAL, PAD, HistoryBatch, SIDCatalog
+from .base import (
+    BOS,
+    EOS,
+    NUM_SPECIAL,
+    PAD,
+    HistoryBatch,
+    SIDCatalog,
+    catalog_signature,
+    read_backbone_info,
+)
 
 CONFIG_FILE = "backbone.json"
 TITLES_FILE = "titles.json"
@@ -375,7 +384,7 @@ class CausalLMBackbone(nn.Module):
         if self.titles is not None:  # the checkpoint then loads without the dataset
             (folder / TITLES_FILE).write_text(json.dumps(self.titles) + "\n", encoding="utf-8")
         info = {"kind": KIND, "format": "adapter" if adapter else "full", "options": self.options,
-                "catalog": {"items": len(self.catalog.item_ids), "sizes": list(self.catalog.sizes)}}
+                "catalog": catalog_signature(self.catalog)}
         (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -383,7 +392,7 @@ class CausalLMBackbone(nn.Module):
              titles: list[str] | None = None) -> CausalLMBackbone:
         """Rebuild a saved backbone; the catalogue must match the one it was trained on."""
         folder = Path(folder)
-        info = _read_info(folder, catalog)
+        info = read_backbone_info(folder, KIND, catalog)
         options = dict(info["options"])
         lora = options.pop("lora")
         if titles is None and (folder / TITLES_FILE).is_file():
@@ -475,16 +484,3 @@ def _cache_from(kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> Any:
     return cache
 
 
-def _read_info(folder: Path, catalog: SIDCatalog) -> dict[str, Any]:
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        raise DeepInterestError(f"{path}: not found; is {folder} a saved backbone?")
-    info = json.loads(path.read_text(encoding="utf-8"))
-    if info.get("kind") != KIND:
-        raise DeepInterestError(f"{path}: kind {info.get('kind')!r}, expected {KIND!r}")
-    expected = {"items": len(catalog.item_ids), "sizes": list(catalog.sizes)}
-    if info["catalog"] != expected:
-        raise DeepInterestError(
-            f"{path}: trained on a catalogue with {info['catalog']}, given one with {expected}; "
-            "load it with the sids artifact it was trained on")
-    return info

@@ -42,8 +42,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import DeepInterestError
-from .base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
+from .base import (
+    BOS,
+    EOS,
+    PAD,
+    HistoryBatch,
+    SIDCatalog,
+    catalog_signature,
+    read_backbone_info,
+)
 
 CONFIG_FILE = "backbone.json"
 KIND = "t5"
@@ -206,8 +213,7 @@ class T5Backbone(nn.Module):
             save_file({"weight": self.user_embed.weight.detach().contiguous()},
                       str(folder / "user_embed.safetensors"))
         info: dict[str, Any] = {"kind": KIND, "options": self.options,
-                                "catalog": {"items": len(self.catalog.item_ids),
-                                            "sizes": list(self.catalog.sizes)}}
+                                "catalog": catalog_signature(self.catalog)}
         (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -216,12 +222,7 @@ class T5Backbone(nn.Module):
         from transformers import T5ForConditionalGeneration
 
         folder = Path(folder)
-        info = _read_info(folder)
-        expected = {"items": len(catalog.item_ids), "sizes": list(catalog.sizes)}
-        if info["catalog"] != expected:
-            raise DeepInterestError(
-                f"{folder / CONFIG_FILE}: trained on a catalogue with {info['catalog']}, "
-                f"given one with {expected}; load it with the sids artifact it was trained on")
+        info = read_backbone_info(folder, KIND, catalog)
         backbone = cls(catalog=catalog, **info["options"])
         with _quiet_transformers():
             backbone.model = T5ForConditionalGeneration.from_pretrained(folder)
@@ -255,14 +256,6 @@ def _quiet_transformers() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
-def _read_info(folder: Path) -> dict[str, Any]:
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        raise DeepInterestError(f"{path}: not found; is {folder} a saved backbone?")
-    info = json.loads(path.read_text(encoding="utf-8"))
-    if info.get("kind") != KIND:
-        raise DeepInterestError(f"{path}: kind {info.get('kind')!r}, expected {KIND!r}")
-    return info
 
 
 def count_parameters(module: nn.Module) -> int:
