@@ -55,7 +55,7 @@ from transformers import (
 
 from deepinterest.backbones.base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
 from deepinterest.backbones.decoding import constrained_beam_search
-from deepinterest.backbones.t5 import T5Backbone
+from deepinterest.backbones.t5 import T5Backbone, block_causal_mask, cross_attention_cache
 from deepinterest.backbones.hf_logits import SIDTrieLogitsProcessor, make_prefix_allowed_tokens_fn
 from deepinterest.backbones.trie import SIDTrie
 from deepinterest.results import write_record
@@ -88,17 +88,7 @@ class T5Decoder:
     def start(self, batch: HistoryBatch) -> DecoderState:
         ids, mask = self.encoder_inputs(batch)
         hidden = self.net.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        return DecoderState(hidden, mask, self._cross_keys_values(hidden), 1)
-
-    def _cross_keys_values(self, hidden: torch.Tensor) -> DynamicCache:
-        """Each decoder layer's cross-attention keys and values, computed once per user."""
-        shape = (hidden.shape[0], hidden.shape[1], -1, self.net.config.d_kv)
-        cache = DynamicCache()
-        for layer, block in enumerate(self.net.decoder.block):
-            attn = block.layer[1].EncDecAttention
-            keys, values = attn.k(hidden).view(shape), attn.v(hidden).view(shape)
-            cache.update(keys.transpose(1, 2), values.transpose(1, 2), layer)
-        return cache
+        return DecoderState(hidden, mask, cross_attention_cache(self.net, hidden), 1)
 
     def expand(self, state: DecoderState, beam: int) -> DecoderState:
         if self.fold:  # keep one copy per user; step folds the beams instead
@@ -117,20 +107,11 @@ class T5Decoder:
         cache = EncoderDecoderCache(DynamicCache(), state.cross)
         out = self.net.decoder(
             input_ids=tokens.view(-1, state.beam * t),
-            attention_mask=_block_causal(state.beam, t, state.hidden.dtype),
+            attention_mask=block_causal_mask(state.beam, t, state.hidden),
             encoder_hidden_states=state.hidden, encoder_attention_mask=state.mask, cache=cache, use_cache=True,
         ).last_hidden_state
         last = out.reshape(rows, t, -1)[:, -1]  # only the next-token position needs the LM head
         return torch.log_softmax(self.net.lm_head(last * self.scale).float(), dim=-1)
-
-
-def _block_causal(beam: int, t: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask [1, 1, beam*t, beam*t]: causal inside each beam's block, closed across blocks."""
-    pos = torch.arange(beam * t)
-    same_block = (pos[:, None] // t) == (pos[None, :] // t)
-    allowed = same_block & (pos[None, :] <= pos[:, None])
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-    return mask[None, None]
 
 
 def build_catalog(args: argparse.Namespace) -> SIDCatalog:

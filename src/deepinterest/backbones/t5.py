@@ -155,19 +155,7 @@ class T5Backbone(nn.Module):
 
     def start(self, batch: HistoryBatch) -> T5State:
         state = self.encode(batch)
-        return T5State(state.hidden, state.mask, self._cross_keys_values(state.hidden))
-
-    def _cross_keys_values(self, hidden: torch.Tensor) -> Any:
-        """Each decoder layer's cross-attention keys and values, computed once per user."""
-        from transformers import DynamicCache
-
-        shape = (hidden.shape[0], hidden.shape[1], -1, self.model.config.d_kv)
-        cache = DynamicCache()
-        for layer, block in enumerate(self.model.decoder.block):
-            attn = block.layer[1].EncDecAttention
-            keys, values = attn.k(hidden).view(shape), attn.v(hidden).view(shape)
-            cache.update(keys.transpose(1, 2), values.transpose(1, 2), layer)
-        return cache
+        return T5State(state.hidden, state.mask, cross_attention_cache(self.model, state.hidden))
 
     def expand(self, state: T5State, beam: int) -> T5State:
         """No copy: ``step`` folds a user's ``beam`` rows into one decoder sequence."""
@@ -190,7 +178,7 @@ class T5Backbone(nn.Module):
         bos = torch.full((rows, 1), BOS, dtype=torch.long, device=prefix.device)
         tokens = torch.cat([bos, prefix.long()], dim=1).view(-1, state.beam * t)
         out = self.model.decoder(
-            input_ids=tokens, attention_mask=_block_causal(state.beam, t, state.hidden),
+            input_ids=tokens, attention_mask=block_causal_mask(state.beam, t, state.hidden),
             encoder_hidden_states=state.hidden, encoder_attention_mask=state.mask,
             cache=EncoderDecoderCache(DynamicCache(), state.cross), use_cache=True,
         ).last_hidden_state
@@ -234,7 +222,24 @@ class T5Backbone(nn.Module):
         return backbone
 
 
-def _block_causal(beam: int, t: int, like: torch.Tensor) -> torch.Tensor:
+def cross_attention_cache(model: Any, hidden: torch.Tensor) -> Any:
+    """Each decoder layer's cross-attention keys and values of ``hidden``, computed once.
+
+    Returned as a transformers ``DynamicCache``; T5 reuses a filled
+    cross-attention cache instead of projecting the encoder output again.
+    """
+    from transformers import DynamicCache
+
+    shape = (hidden.shape[0], hidden.shape[1], -1, model.config.d_kv)
+    cache = DynamicCache()
+    for layer, block in enumerate(model.decoder.block):
+        attn = block.layer[1].EncDecAttention
+        keys, values = attn.k(hidden).view(shape), attn.v(hidden).view(shape)
+        cache.update(keys.transpose(1, 2), values.transpose(1, 2), layer)
+    return cache
+
+
+def block_causal_mask(beam: int, t: int, like: torch.Tensor) -> torch.Tensor:
     """Additive mask [1, 1, beam*t, beam*t]: causal inside each beam's block, closed across."""
     pos = torch.arange(beam * t, device=like.device)
     allowed = ((pos[:, None] // t) == (pos[None, :] // t)) & (pos[None, :] <= pos[:, None])
