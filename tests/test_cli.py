@@ -46,25 +46,48 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no artifact, no temp folder
 
 
+# The default chain with a small catalogue and a tiny model, so the test takes seconds.
+SMALL = """
+[data.synthetic]
+n_items = 120
+n_users = 150
+seed = {seed}
+[tokenize]
+cache_dir = "{cache}"
+[train]
+options = {{ d_model = 32, encoder_layers = 1, decoder_layers = 1, heads = 2, d_kv = 16, d_ff = 64 }}
+[train.sft]
+epochs = 1
+threads = 1
+"""
+
+
+def _small(tmp_path: Path, seed: int = 0) -> Path:
+    path = tmp_path / f"small-{seed}.toml"
+    path.write_text(SMALL.format(seed=seed, cache=tmp_path / "cache"))
+    return path
+
+
 def test_run_default_chain_and_resume(tmp_path):
     work = tmp_path / "w"
-    first = runner.invoke(app, ["run", "--workdir", str(work)])
+    first = runner.invoke(app, ["run", "--config", str(_small(tmp_path)), "--workdir", str(work)])
     assert first.exit_code == 0, first.output
     assert "[data] done" in first.output and "not in this release yet: mine" in first.output
+    assert "[train-sft] done" in first.output and "[eval] done" in first.output
     metrics = json.loads((work / "baseline" / "metrics.json").read_text())
     assert set(metrics["test"]) == {"hr@5", "hr@10", "ndcg@5", "ndcg@10"}
     assert metrics["users"]["test"] > 0 and 0 <= metrics["test"]["hr@10"] <= 1
-    second = runner.invoke(app, ["run", "--workdir", str(work)])
+    second = runner.invoke(app, ["run", "--config", str(_small(tmp_path)), "--workdir", str(work)])
     assert "[data] skipped" in second.output and "[baseline] skipped" in second.output
 
 
 def test_run_rebuilds_when_the_config_changes(tmp_path):
     work = tmp_path / "w"
-    runner.invoke(app, ["run", "--workdir", str(work)])
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'workdir = "{work}"\n[data.synthetic]\nseed = 1\n')
-    result = runner.invoke(app, ["run", "--config", str(cfg)])
+    runner.invoke(app, ["run", "--config", str(_small(tmp_path)), "--workdir", str(work)])
+    result = runner.invoke(app, ["run", "--config", str(_small(tmp_path, seed=1)),
+                                 "--workdir", str(work)])
     assert "[data] done" in result.output, result.output
+    assert "[tokenize] done" in result.output and "[train-sft] done" in result.output
 
 
 def test_run_bad_config_exits_2(tmp_path):
