@@ -12,26 +12,25 @@ same model and inputs, alternating batch by batch:
   (b) ``model.generate`` with ``prefix_allowed_tokens_fn`` (the usual baseline);
   (c) ``model.generate`` with :class:`SIDTrieLogitsProcessor`;
   (d) ``constrained_beam_search`` over the shipped :class:`T5Backbone` (one
-      encoder position per item, beams folded the same way);
+      encoder position per item, a per-beam self-attention cache that reads
+      one new token per step, one copy of the encoder keys per user);
   (e) ``generate`` + ``prefix_allowed_tokens_fn`` on that backbone's T5, fed the
       same ``inputs_embeds``: the comparison a user of the toolkit would make.
 
 It reports users/s, the speed-up of each over (b), and the fraction of users
 whose top-10 item lists equal (b)'s. Speeds come from process CPU time (one
 intra-op thread), which other processes on a shared machine barely move;
-wall-clock figures are recorded too. Writes ``benchmarks/results/decoding-speed.json``.
+wall-clock figures are recorded too. Writes ``benchmarks/results/<--record>.json``
+(``decoding-speed`` unless told otherwise, so trial runs can go elsewhere).
 
-Why (a) is faster. ``generate`` keeps a KV cache but copies the encoder
-output per beam and re-orders the cross-attention cache of every beam at
-every step (an ``index_select`` over ``users x beam x history`` keys and
+Why (a) and (d) are faster. ``generate`` keeps a KV cache but copies the
+encoder output per beam and re-orders the cross-attention cache of every beam
+at every step (an ``index_select`` over ``users x beam x history`` keys and
 values: its largest cost here), and calls ``prefix_allowed_tokens_fn`` once
-per row and step. Our search re-reads the at most ``P``-token prefix without a
-self-attention cache, but its adapter folds the beams into the decoder's
-sequence axis: a user's ``beam`` prefixes of length ``t`` become one row of
-``beam * t`` tokens under a block-diagonal causal mask. T5's relative
-position bias depends only on ``key - query``, the same inside every block, so
-the result is exact, and the cross-attention keys and values are computed
-once per user (in ``start``) and never copied or moved.
+per row and step. Our search keeps one copy of the encoder keys and values
+per user (a user's beams are folded into one query axis of cross-attention)
+and a per-beam self-attention cache of at most ``P`` tokens, which is all that
+moves when beams are reordered (:mod:`deepinterest.backbones.t5_decode`).
 """
 
 from __future__ import annotations
@@ -55,8 +54,12 @@ from transformers import (
 
 from deepinterest.backbones.base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
 from deepinterest.backbones.decoding import constrained_beam_search
-from deepinterest.backbones.t5 import T5Backbone, block_causal_mask, cross_attention_cache
-from deepinterest.backbones.hf_logits import SIDTrieLogitsProcessor, make_prefix_allowed_tokens_fn
+from deepinterest.backbones.hf_logits import (
+    SIDTrieLogitsProcessor,
+    make_prefix_allowed_tokens_fn,
+)
+from deepinterest.backbones.t5 import T5Backbone, cross_attention_cache
+from deepinterest.backbones.t5_decode import SelfAttentionCache, decode
 from deepinterest.backbones.trie import SIDTrie
 from deepinterest.results import write_record
 
@@ -65,19 +68,18 @@ class DecoderState(NamedTuple):
     hidden: torch.Tensor  # [rows, L, d] encoder output
     mask: torch.Tensor  # [rows, L] encoder padding mask
     cross: DynamicCache  # per decoder layer: cross-attention keys, values [rows, heads, L, d_kv]
-    beam: int  # beams folded into each row (1 when the state is repeated per beam)
+    cache: SelfAttentionCache  # per-beam self-attention keys and values (adapter (a) only)
 
 
-class T5Decoder:
-    """Decode protocol over a ``T5ForConditionalGeneration`` (benchmark adapter).
+class PlainT5Decoder:
+    """Decode protocol over a ``T5ForConditionalGeneration``, the plain way (adapter (a')).
 
-    ``fold=True``: one encoder copy per user, beams folded into the decoder's
-    sequence axis (see the module docstring); ``fold=False``: the plain way,
-    everything repeated per beam, each beam its own decoder row.
+    Everything is repeated per beam, each beam is its own decoder row, and the
+    decoder re-reads ``[BOS] + prefix`` every step.
     """
 
-    def __init__(self, net: T5ForConditionalGeneration, catalog: SIDCatalog, *, fold: bool):
-        self.net, self.catalog, self.fold = net, catalog, fold
+    def __init__(self, net: T5ForConditionalGeneration, catalog: SIDCatalog):
+        self.net, self.catalog = net, catalog
         config = net.config
         self.scale = config.d_model**-0.5 if getattr(config, "scale_decoder_outputs", True) else 1.0
 
@@ -88,30 +90,41 @@ class T5Decoder:
     def start(self, batch: HistoryBatch) -> DecoderState:
         ids, mask = self.encoder_inputs(batch)
         hidden = self.net.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        return DecoderState(hidden, mask, cross_attention_cache(self.net, hidden), 1)
+        return DecoderState(hidden, mask, cross_attention_cache(self.net, hidden), SelfAttentionCache())
 
     def expand(self, state: DecoderState, beam: int) -> DecoderState:
-        if self.fold:  # keep one copy per user; step folds the beams instead
-            return DecoderState(state.hidden, state.mask, state.cross, beam)
         cross = DynamicCache()
         for layer, kv in enumerate(state.cross.layers):
             cross.update(kv.keys.repeat_interleave(beam, 0), kv.values.repeat_interleave(beam, 0), layer)
         hidden, mask = state.hidden.repeat_interleave(beam, 0), state.mask.repeat_interleave(beam, 0)
-        return DecoderState(hidden, mask, cross, 1)
+        return DecoderState(hidden, mask, cross, state.cache)
+
+    def head(self, last: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.net.lm_head(last * self.scale).float(), dim=-1)
 
     def step(self, state: DecoderState, prefix: torch.Tensor) -> torch.Tensor:
-        rows, t = prefix.shape[0], prefix.shape[1] + 1
-        tokens = torch.cat([torch.full((rows, 1), BOS, dtype=torch.long), prefix], 1)
-        # A fresh self-attention cache each step (the prefix is re-read); the filled
-        # cross-attention cache makes T5 reuse the encoder keys and values, unchanged.
-        cache = EncoderDecoderCache(DynamicCache(), state.cross)
+        tokens = torch.cat([torch.full((prefix.shape[0], 1), BOS, dtype=torch.long), prefix], 1)
+        # The filled cross-attention cache makes T5 reuse the encoder keys and values.
         out = self.net.decoder(
-            input_ids=tokens.view(-1, state.beam * t),
-            attention_mask=block_causal_mask(state.beam, t, state.hidden),
-            encoder_hidden_states=state.hidden, encoder_attention_mask=state.mask, cache=cache, use_cache=True,
+            input_ids=tokens, encoder_hidden_states=state.hidden, encoder_attention_mask=state.mask,
+            cache=EncoderDecoderCache(DynamicCache(), state.cross), use_cache=True,
         ).last_hidden_state
-        last = out.reshape(rows, t, -1)[:, -1]  # only the next-token position needs the LM head
-        return torch.log_softmax(self.net.lm_head(last * self.scale).float(), dim=-1)
+        return self.head(out[:, -1])
+
+
+class CachedT5Decoder(PlainT5Decoder):
+    """Adapter (a): the shipped backbone's decoding (:mod:`deepinterest.backbones.t5_decode`)
+    over a ``T5ForConditionalGeneration`` reading all code tokens."""
+
+    def expand(self, state: DecoderState, beam: int) -> DecoderState:
+        return state  # one copy per user: decode folds the beams into the query axis
+
+    def step(self, state: DecoderState, prefix: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([torch.full((prefix.shape[0], 1), BOS, dtype=torch.long), prefix], 1)
+        return self.head(decode(self.net, tokens, state.cross, state.mask, state.cache))
+
+    def reorder(self, state: DecoderState, parents: torch.Tensor) -> None:
+        state.cache.reorder(parents)
 
 
 def build_catalog(args: argparse.Namespace) -> SIDCatalog:
@@ -138,7 +151,7 @@ def build_model(args: argparse.Namespace, catalog: SIDCatalog) -> T5ForCondition
 
 
 def hf_generate(
-    net: T5ForConditionalGeneration, adapter: T5Decoder, batch: HistoryBatch, args: argparse.Namespace,
+    net: T5ForConditionalGeneration, adapter: PlainT5Decoder, batch: HistoryBatch, args: argparse.Namespace,
     **constraint: object,
 ) -> torch.Tensor:
     """Generated SID tokens [B * topk, P] from ``generate`` under a constraint."""
@@ -204,6 +217,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default=None, help="dataset label of the record")
+    parser.add_argument("--record", default="decoding-speed", help="record name under benchmarks/results/")
     return parser.parse_args()
 
 
@@ -240,11 +254,11 @@ def backbone_methods(args, catalog, trie) -> dict[str, Callable[[HistoryBatch], 
 
 def methods(args, net, catalog, trie) -> dict[str, Callable[[HistoryBatch], torch.Tensor]]:
     """Each method maps a batch to top-``topk`` item indices [B, topk]."""
-    folded, plain = T5Decoder(net, catalog, fold=True), T5Decoder(net, catalog, fold=False)
+    folded, plain = CachedT5Decoder(net, catalog), PlainT5Decoder(net, catalog)
     fn = make_prefix_allowed_tokens_fn(trie, catalog)
     proc = LogitsProcessorList([SIDTrieLogitsProcessor(trie, catalog)])
 
-    def search(adapter: T5Decoder) -> Callable[[HistoryBatch], torch.Tensor]:
+    def search(adapter: PlainT5Decoder) -> Callable[[HistoryBatch], torch.Tensor]:
         return lambda b: constrained_beam_search(adapter, b, trie, beam=args.beam, topk=args.topk).items
 
     def generate(**constraint) -> Callable[[HistoryBatch], torch.Tensor]:
@@ -286,12 +300,12 @@ def main() -> None:
     figures = figures_of(run, args, catalog, trie, net)
     dataset = args.dataset or (Path(args.sids).name if args.sids else f"random-{len(catalog.item_ids)}-items")
     path = write_record(
-        name="decoding-speed", dataset=dataset, method="constrained beam search vs HF generate",
+        name=args.record, dataset=dataset, method="constrained beam search vs HF generate",
         figures=figures, seconds=time.perf_counter() - start,
         command="python " + " ".join(shlex.quote(a) for a in sys.argv),
         notes="users/s and speed-ups from process CPU time with one thread; 'wall' figures from the wall clock "
-        "of a shared machine. Random-weight T5. HF generate uses its KV cache; ours re-reads the <= P-token "
-        "prefix each step.",
+        "of a shared machine. Random-weight T5. HF generate uses its KV cache; adapters (a) and (a') re-read "
+        "the <= P-token prefix each step; T5Backbone (d) keeps a per-beam self-attention cache.",
     )
     print(path)
     for key, value in figures.items():

@@ -5,7 +5,9 @@ import torch
 from torch.nn import functional as F
 
 from deepinterest.backbones.base import BOS, PAD, HistoryBatch, SIDCatalog
+from deepinterest.backbones.decoding import constrained_beam_search
 from deepinterest.backbones.t5 import T5Backbone
+from deepinterest.backbones.trie import SIDTrie
 from deepinterest.errors import DeepInterestError
 
 SMALL = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=2, d_kv=16, d_ff=64)
@@ -73,7 +75,7 @@ def test_expand_repeats_each_user_for_its_beams():
         torch.testing.assert_close(scores[2::3], scores[::3])
 
 
-def test_folded_beams_with_different_prefixes_equal_decoding_each_alone():
+def test_beam_rows_with_different_prefixes_equal_decoding_each_alone():
     model, batch = _backbone(), _batch()
     model.eval()
     g = torch.Generator().manual_seed(0)
@@ -81,10 +83,57 @@ def test_folded_beams_with_different_prefixes_equal_decoding_each_alone():
         state = model.start(batch)
         for t in (1, 2):
             prefix = torch.randint(3, model.catalog.vocab_size, (3 * 4, t), generator=g)
-            folded = model.step(model.expand(state, 4), prefix)  # row r -> user r // 4
+            wide = model.step(model.expand(state, 4), prefix)  # row r -> user r // 4
             for beam in range(4):
                 alone = model.step(state, prefix[beam::4])
-                torch.testing.assert_close(folded[beam::4], alone, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(wide[beam::4], alone, rtol=1e-5, atol=1e-5)
+
+
+class _NoReorder:
+    """The backbone without its ``reorder`` hook: the search cannot keep its cache in step."""
+
+    def __init__(self, model: T5Backbone):
+        self.catalog, self.start, self.expand, self.step = model.catalog, model.start, model.expand, model.step
+
+
+def _teacher_scores(model: T5Backbone, batch: HistoryBatch) -> torch.Tensor:
+    """[B, N] summed log-probs of every item's SID from the model's own full forward."""
+    n = len(model.catalog.item_ids)
+    wide = HistoryBatch(batch.items.repeat_interleave(n, 0), batch.users.repeat_interleave(n))
+    targets = torch.arange(n).repeat(batch.size)
+    with torch.no_grad():
+        log_probs = F.log_softmax(model.teacher_logits(wide, targets), dim=-1)
+    tokens = model.target_tokens(targets).unsqueeze(-1)
+    return log_probs.gather(-1, tokens).squeeze(-1).sum(-1).view(batch.size, n)
+
+
+@pytest.mark.parametrize("beam", [4, 12])
+def test_cached_search_equals_recomputing_and_the_full_forward(beam):
+    model, batch = _backbone(), _batch()
+    with torch.no_grad():  # sharper scores, far from ties
+        model.model.lm_head.weight.mul_(4.0)
+    trie = SIDTrie.from_catalog(model.catalog)
+    cached = constrained_beam_search(model, batch, trie, beam=beam, topk=beam)
+    fresh = constrained_beam_search(_NoReorder(model), batch, trie, beam=beam, topk=beam)
+    assert torch.equal(cached.items, fresh.items)
+    torch.testing.assert_close(cached.scores, fresh.scores, rtol=1e-5, atol=1e-5)
+    teacher = _teacher_scores(model, batch)
+    torch.testing.assert_close(cached.scores, teacher.gather(1, cached.items), rtol=1e-5, atol=1e-5)
+    if beam == 12:  # the beam covers the catalogue: exactly the 12 best items, in order
+        assert torch.equal(cached.items, teacher.argsort(dim=1, descending=True, stable=True))
+
+
+def test_cache_is_not_reused_for_a_prefix_it_does_not_hold():
+    model, batch = _backbone(), _batch()
+    with torch.no_grad():
+        state = model.start(batch)
+        model.step(state, torch.tensor([[3], [4], [5]]))  # fills the cache with these tokens
+        assert state.cache.tokens.shape == (3, 2)
+        other = torch.tensor([[5, 6], [3, 7], [5, 7]])  # first tokens differ in rows 0 and 1
+        torch.testing.assert_close(model.step(state, other), model.step(model.start(batch), other))
+        extended = torch.tensor([[5, 6, 8], [3, 7, 8], [5, 7, 9]])  # extends the held tokens
+        torch.testing.assert_close(model.step(state, extended), model.step(model.start(batch), extended),
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_left_padding_does_not_change_the_output():

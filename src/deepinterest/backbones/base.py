@@ -12,8 +12,10 @@ Decode protocol: a backbone turns a batch of histories into a per-user
 the next SID token for every row of a prefix matrix (``step``). Rows are
 grouped by user (row ``r`` belongs to user ``r // beam``), so a backbone
 whose state is per user (an encoder output) never needs to reorder it as
-beams move; the decoder re-reads the short prefix (at most ``levels + 1``
-tokens) each step.
+beams move. ``step`` must be exact for any prefix it is given; a backbone
+that caches per-beam work between steps may also define ``reorder(state,
+parents)``, which the search calls after each step with the parent beam of
+every surviving beam (``parents`` [users, beam]), so the cache can follow.
 """
 
 from __future__ import annotations
@@ -146,4 +148,6 @@ class GenerativeBackbone(Protocol):
 
     def step(self, state: Any, prefix: torch.Tensor) -> torch.Tensor:
         """Log-probabilities [rows, vocab_size] of the next token after ``prefix`` [rows, t]
-        (``t`` = 0 at the first step; prefix holds SID tokens, no BOS)."""
+        (``t`` = 0 at the first step; prefix holds SID tokens, no BOS).
+
+        Optional companion: ``reorder(state, parents)`` (see the module docstring)."""

@@ -73,6 +73,7 @@ def constrained_beam_search(
     start = model.start(batch)
     states = (model.expand(start, 1), model.expand(start, beam))
     beams = _initial_beams(users, device)
+    reorder = getattr(model, "reorder", None)  # optional: lets a per-beam cache follow the beams
     for p in range(trie.positions):
         rows = beams.scores.numel()  # users at the first step, users x beam after
         prefix = (beams.codes + offsets[:p]).reshape(rows, p)
@@ -83,7 +84,9 @@ def constrained_beam_search(
                 f"expected ({rows}, {catalog.vocab_size}) (rows = users x beams, vocab)"
             )
         level = _level_scores(log_probs, trie, p, beams.nodes, int(offsets[p]))
-        beams = _extend(beams, level, trie, p, beam)
+        beams, parents = _extend(beams, level, trie, p, beam)
+        if reorder is not None and p + 1 < trie.positions:
+            reorder(states[1], parents)
     k = min(topk, beam, trie.num_items)
     return BeamResult(trie.item_of(beams.nodes[:, :k]), beams.scores[:, :k], beams.codes[:, :k])
 
@@ -117,8 +120,10 @@ def _level_scores(
     return level.masked_fill(~allowed, float("-inf"))
 
 
-def _extend(beams: _Beams, level: torch.Tensor, trie: SIDTrie, p: int, beam: int) -> _Beams:
-    """Keep each user's ``beam`` best (beam, code) continuations."""
+def _extend(
+    beams: _Beams, level: torch.Tensor, trie: SIDTrie, p: int, beam: int
+) -> tuple[_Beams, torch.Tensor]:
+    """Keep each user's ``beam`` best (beam, code) continuations; also their parent beams."""
     users, width, size = level.shape
     total = (beams.scores.unsqueeze(-1) + level).reshape(users, width * size)
     scores, flat = _best(total, beam)
@@ -127,7 +132,7 @@ def _extend(beams: _Beams, level: torch.Tensor, trie: SIDTrie, p: int, beam: int
     # gathers stay in range. Its score is -inf, so it can never come back to life.
     nodes = trie.advance(p, beams.nodes.gather(1, parent), code).clamp(min=0)
     kept = beams.codes.gather(1, parent.unsqueeze(-1).expand(-1, -1, p))
-    return _Beams(scores, nodes, torch.cat([kept, code.unsqueeze(-1)], dim=-1))
+    return _Beams(scores, nodes, torch.cat([kept, code.unsqueeze(-1)], dim=-1)), parent
 
 
 def _best(total: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from .base import (
     catalog_signature,
     read_backbone_info,
 )
+from .t5_decode import SelfAttentionCache, decode
 
 CONFIG_FILE = "backbone.json"
 KIND = "t5"
@@ -60,17 +61,18 @@ _HASH_MULT = 2654435761
 
 @dataclass(frozen=True)
 class T5State:
-    """Per-user encoder outputs, their mask, and the decoder's cross-attention keys/values.
+    """Per-user encoder outputs, their mask, the decoder's cross-attention keys/values,
+    and the per-beam self-attention cache that decoding extends step by step.
 
-    ``beam`` is how many beam rows each user's entry serves: beams are folded
-    into the decoder's sequence axis (see :meth:`T5Backbone.step`) instead of
-    copying the encoder output per beam.
+    ``beam`` is how many beam rows each user's entry serves; the encoder side
+    is never copied per beam (see :mod:`.t5_decode`).
     """
 
     hidden: torch.Tensor  # [users, L, d_model]
     mask: torch.Tensor  # [users, L] 1 = real position
     cross: Any  # transformers DynamicCache: per decoder layer keys, values [users, heads, L, d_kv]
     beam: int = 1
+    cache: SelfAttentionCache = field(default_factory=SelfAttentionCache)  # shared by expand
 
 
 class T5Backbone(nn.Module):
@@ -158,34 +160,29 @@ class T5Backbone(nn.Module):
         return T5State(state.hidden, state.mask, cross_attention_cache(self.model, state.hidden))
 
     def expand(self, state: T5State, beam: int) -> T5State:
-        """No copy: ``step`` folds a user's ``beam`` rows into one decoder sequence."""
-        return T5State(state.hidden, state.mask, state.cross, beam)
+        """No copy of the encoder side; the self-attention cache is shared, not copied."""
+        return T5State(state.hidden, state.mask, state.cross, beam, state.cache)
 
     def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
         """Log-probabilities [rows, vocab] of the token after ``[BOS] + prefix``.
 
-        A user's ``beam`` prefixes of length ``t`` run as one decoder row of
-        ``beam * t`` tokens under a block-diagonal causal mask. T5's relative
-        position bias depends only on key minus query position, identical in
-        every block, so this equals decoding each beam alone, while the
-        cross-attention keys and values stay one copy per user (computed in
-        ``start``). This made beam-20 decoding 2.6x faster than repeating the
-        encoder output per beam (``benchmarks/bench_decoding.py``).
+        Reads only the tokens the state's cache does not hold yet (one per
+        step when the search calls :meth:`reorder`), with one copy of the
+        encoder keys and values per user (:mod:`.t5_decode`). Made beam-20
+        decoding several times faster than re-reading each prefix
+        (``benchmarks/bench_decoding.py``).
         """
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        rows, t = prefix.shape[0], prefix.shape[1] + 1
+        rows = prefix.shape[0]
         bos = torch.full((rows, 1), BOS, dtype=torch.long, device=prefix.device)
-        tokens = torch.cat([bos, prefix.long()], dim=1).view(-1, state.beam * t)
-        out = self.model.decoder(
-            input_ids=tokens, attention_mask=block_causal_mask(state.beam, t, state.hidden),
-            encoder_hidden_states=state.hidden, encoder_attention_mask=state.mask,
-            cache=EncoderDecoderCache(DynamicCache(), state.cross), use_cache=True,
-        ).last_hidden_state
-        last = out.reshape(rows, t, -1)[:, -1]  # only the next token needs the LM head
+        tokens = torch.cat([bos, prefix.long()], dim=1)
+        last = decode(self.model, tokens, state.cross, state.mask, state.cache)
         if getattr(self.model.config, "scale_decoder_outputs", True):  # as T5 forward does
             last = last * self.model.config.d_model ** -0.5
         return F.log_softmax(self.model.lm_head(last).float(), dim=-1)
+
+    def reorder(self, state: T5State, parents: torch.Tensor) -> None:
+        """Let the self-attention cache follow the beams the search kept."""
+        state.cache.reorder(parents)
 
     # -- persistence -----------------------------------------------------------
 
@@ -237,14 +234,6 @@ def cross_attention_cache(model: Any, hidden: torch.Tensor) -> Any:
         keys, values = attn.k(hidden).view(shape), attn.v(hidden).view(shape)
         cache.update(keys.transpose(1, 2), values.transpose(1, 2), layer)
     return cache
-
-
-def block_causal_mask(beam: int, t: int, like: torch.Tensor) -> torch.Tensor:
-    """Additive mask [1, 1, beam*t, beam*t]: causal inside each beam's block, closed across."""
-    pos = torch.arange(beam * t, device=like.device)
-    allowed = ((pos[:, None] // t) == (pos[None, :] // t)) & (pos[None, :] <= pos[:, None])
-    mask = torch.zeros(allowed.shape, dtype=like.dtype, device=like.device)
-    return mask.masked_fill(~allowed, torch.finfo(like.dtype).min)[None, None]
 
 
 @contextlib.contextmanager
