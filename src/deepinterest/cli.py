@@ -7,6 +7,7 @@ are printed as one clear message with exit status 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -151,6 +152,8 @@ def train_cmd(
         cfg.train.sft.epochs = epochs
     w = Path(cfg.workdir)
     result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
+        return
     state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"
     typer.echo(f"[train-sft] {state} -> {result.path}")
     _print_metrics(result.path / "metrics.json")

@@ -80,3 +80,35 @@ def test_unknown_user_and_rl_stage_are_clear_errors(tiny_run):
     assert result.exit_code == 2 and "unknown user 'nobody'" in result.output
     result = runner.invoke(app, ["train", "--config", str(cfg), "--stage", "rl"])
     assert result.exit_code == 2 and "--stage sft" in result.output
+
+
+def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path):
+    """Two gloo ranks run `di train`; rank 0 alone clears and writes, and the result is reusable."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    root, cfg, _ = tiny_run
+    work = tmp_path / "work"
+    for part in ("dataset", "sids"):
+        shutil.copytree(root / "work" / part, work / part)
+    (work / "sft").mkdir()
+    (work / "sft" / "stale.txt").write_text("from another config")  # must be cleared once
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port),
+           "-m", "deepinterest", "train", "--config", str(cfg), "--workdir", str(work), "--epochs", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("[train-sft] done") == 1  # rank 0 reports for both
+    sft = work / "sft"
+    assert not (sft / "stale.txt").exists()
+    assert json.loads((sft / "metrics.json").read_text())["epochs_run"] == 1
+    assert (sft / "manifest.json").is_file() and (sft / "best" / "backbone.json").is_file()
+    again = runner.invoke(app, ["train", "--config", str(cfg), "--workdir", str(work), "--epochs", "1"])
+    assert again.exit_code == 0 and "[train-sft] up to date" in again.output

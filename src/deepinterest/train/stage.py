@@ -12,6 +12,10 @@ and inputs the folder was started with; when they change, the folder is
 cleared and training starts over (an exact resume across configs is
 impossible). The manifest is written last, so only a finished stage is
 ever skipped.
+
+Under ``torchrun`` (or ``accelerate launch``) every rank runs ``train_stage``;
+only rank 0 clears the folder and writes files, the others wait for it at a
+barrier, and all ranks train together (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
 from ..evaluate import write_metrics
 from ..registry import create, get
+from . import distributed as dd
 
 STAGE_FILE = "stage.json"
 
@@ -74,17 +79,25 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
     dataset = load_dataset(dataset_dir)
     catalog = load_catalog(dataset, sids_dir)
     splits = leave_one_out(dataset, max_history=split_cfg.max_history)
-    _start_folder(out, {"config": fingerprint_value(config), "inputs": inputs})
-    backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
-    sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
-    result = train_sft(backbone, catalog, splits, sft, out, progress=progress)
-    write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
-                  model=train_cfg.backbone, best_epoch=result.best_epoch,
-                  epochs_run=result.epochs_run)
-    counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-              "test_ndcg@10": round(result.test.values.get("ndcg@10", float("nan")), 4)}
-    write_manifest(out, stage="train-sft", config=config, inputs=inputs, counts=counts,
-                   seconds=time.perf_counter() - start)
+    info = dd.init_distributed()  # train_sft joins this group rather than making its own
+    try:
+        if info.main:
+            _start_folder(out, {"config": fingerprint_value(config), "inputs": inputs})
+        dd.barrier(info)
+        backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
+        sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
+        result = train_sft(backbone, catalog, splits, sft, out, progress=progress)
+        counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                  "test_ndcg@10": round(result.test.values.get("ndcg@10", float("nan")), 4)}
+        if info.main:
+            write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
+                          model=train_cfg.backbone, best_epoch=result.best_epoch,
+                          epochs_run=result.epochs_run)
+            write_manifest(out, stage="train-sft", config=config, inputs=inputs, counts=counts,
+                           seconds=time.perf_counter() - start)
+        dd.barrier(info)
+    finally:
+        dd.cleanup(info)
     return StageResult("train-sft", out, False, time.perf_counter() - start, counts)
 
 
