@@ -44,6 +44,7 @@ def main() -> None:
         figures[f"perplexity level {level}"] = ppl
     if args.balanced:
         figures["collision rate before balancing"] = stats["collision_rate_before_balancing"]
+        figures["relative_mse before balancing"] = stats["relative_mse_before_balancing"]
     suffix = "-balanced" if args.balanced else ""
     name = f"{args.dataset}-tokenize-{args.quantizer}{suffix}"
     method = f"di tokenize: {args.quantizer} {stats['levels']}x{stats['codebook_sizes'][0]}"

@@ -53,6 +53,9 @@ def test_balanced_last_level_cuts_collisions():
     assert balanced["collision_rate_before_balancing"] == pytest.approx(
         plain["collision_rate_before_suffix"])
     assert balanced["collision_rate_before_suffix"] < plain["collision_rate_before_suffix"]
+    # moved items sit farther from their codewords: the reported error is the balanced codes'
+    assert balanced["relative_mse_before_balancing"] == pytest.approx(plain["relative_mse"])
+    assert balanced["relative_mse"] > plain["relative_mse"]
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ from ..data.model import Dataset, Item, load_dataset
 from ..encoders import build_encoder, embed_texts
 from ..errors import DeepInterestError
 from ..registry import create, get
+from .base import reconstruction_errors
 from .collisions import add_suffix, balanced_last_level, collision_stats
 
 SIDS_FILE = "sids.jsonl"
@@ -101,6 +102,10 @@ def fit_sids(vectors: np.ndarray, cfg, *, progress: bool = False) -> SIDResult:
         codes, stats = _balance(quantizer, x, codes)
     suffixed = add_suffix(codes)
     stats.update(_stats(quantizer, report, suffixed, codes))
+    if cfg.balanced_last_level:  # the fit's error no longer describes the moved items' codes
+        mse, relative = reconstruction_errors(x, quantizer.decode(codes))
+        stats.update(reconstruction_mse=mse, relative_mse=relative,
+                     relative_mse_before_balancing=report.relative_mse)
     return SIDResult(suffixed.sids, quantizer, stats)
 
 
