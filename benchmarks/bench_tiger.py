@@ -32,6 +32,7 @@ from deepinterest.backbones.t5 import T5Backbone, count_parameters
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.results import write_record
+from deepinterest.tokenizers.stage import ItemTokenizer
 from deepinterest.train.generative_eval import target_ranks
 from deepinterest.train.sft import SFTConfig, TrainData, epoch_batches, train_sft
 
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 ("eval_every", int, 1), ("eval_users", int, 2000),
                                 ("beam", int, 20), ("seed", int, 0), ("max_history", int, 20)):
         train.add_argument("--" + name.replace("_", "-"), type=kind, default=default)
+    p.add_argument("--init-codebooks", action="store_true",
+                   help="start the code embeddings from the quantizer's codewords")
     p.add_argument("--probe-steps", type=int, default=0, help="time this many steps and stop")
     p.add_argument("--probe-users", type=int, default=512)
     return p.parse_args(argv)
@@ -79,7 +82,10 @@ def load_inputs(args: argparse.Namespace):
 
 def build_model(args: argparse.Namespace, catalog: SIDCatalog) -> T5Backbone:
     torch.manual_seed(args.seed)
-    return T5Backbone(catalog=catalog, **{k: getattr(args, k) for k in MODEL_ARGS})
+    model = T5Backbone(catalog=catalog, **{k: getattr(args, k) for k in MODEL_ARGS})
+    if args.init_codebooks:
+        model.init_code_embeddings(ItemTokenizer(args.sids_dir).quantizer.codebooks)
+    return model
 
 
 def probe(args, splits, catalog, model) -> None:
@@ -142,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{result.valid.users:,} seeded validation users (valid figures), test on all "
              f"{result.test.users:,} users with the best checkpoint; beam {cfg.beam}, top 10, "
              f"SIDs {args.sids_dir}; model {dict((k, getattr(args, k)) for k in MODEL_ARGS)}; "
-             f"trainer {cfg.model_dump()}; history items not removed from the ranking")
+             f"trainer {cfg.model_dump()}; history items not removed from the ranking"
+             + ("; code embeddings initialised from the quantizer's codebooks"
+                if args.init_codebooks else ""))
     path = write_record(name=f"{dataset.name}-tiger-t5", dataset=dataset.name,
                         method="TIGER-style T5 (SIDs, no interests)", figures=figs,
                         seconds=time.perf_counter() - started,

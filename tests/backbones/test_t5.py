@@ -177,3 +177,27 @@ def test_load_refuses_a_different_catalogue(tmp_path):
     other = SIDCatalog.from_codes(torch.tensor([[0, 0], [1, 0]]))
     with pytest.raises(DeepInterestError, match="catalogue"):
         T5Backbone.load(tmp_path / "ckpt", other)
+
+
+def test_codebook_init_makes_item_inputs_a_projection_of_their_reconstructions():
+    from deepinterest.tokenizers.rkmeans import ResidualKMeans
+
+    g = torch.Generator().manual_seed(0)
+    vectors = torch.randn(200, 8, generator=g)
+    quantizer = ResidualKMeans(levels=2, codebook_size=6)
+    quantizer.fit(vectors, seed=0)
+    codes = quantizer.encode(vectors)
+    codes = torch.unique(codes, dim=0)  # one item per distinct code pair
+    torch.manual_seed(0)
+    model = T5Backbone(catalog=SIDCatalog.from_codes(codes, (6, 6)), **SMALL)
+    model.init_code_embeddings(quantizer.codebooks)
+    inputs = model.item_embeddings(torch.arange(len(codes))).detach()
+    recon = quantizer.decode(codes)
+    # d_model 32 >= 8 dims: the projection keeps inner products, up to one scale
+    gram, content = inputs @ inputs.T, recon @ recon.T
+    scale2 = gram.trace() / content.trace()
+    torch.testing.assert_close(gram, scale2 * content, rtol=1e-4, atol=1e-4)
+    level0 = model.model.shared.weight[int(model.catalog.offsets[0]):][:6].detach()
+    torch.testing.assert_close(level0.pow(2).mean(), torch.tensor(1.0))  # T5's init scale
+    with pytest.raises(DeepInterestError, match="do not match"):
+        model.init_code_embeddings([torch.zeros(5, 8)])

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import DeepInterestError
 from .base import (
     BOS,
     EOS,
@@ -116,6 +117,45 @@ class T5Backbone(nn.Module):
         tokens = self.item_codes[items.clamp(min=0)]  # [..., P]
         summed = self.model.shared(tokens).sum(-2)
         return summed * (items >= 0).unsqueeze(-1).to(summed.dtype)
+
+    @torch.no_grad()
+    def init_code_embeddings(self, codebooks: list[torch.Tensor]) -> None:
+        """Start each level's code embeddings from the quantizer's codewords.
+
+        A residual quantizer reconstructs an item as the sum of its codewords,
+        and the encoder reads an item as the sum of its code embeddings; with
+        each codeword projected to ``d_model`` (top right-singular vectors of
+        all codewords, a linear map, so sums are kept) an item's input vector
+        starts as a projection of its content embedding instead of noise, and
+        items with similar content start close. Scaled so the first level's
+        rows have unit RMS, like T5's default init; levels past the codebooks
+        (the collision suffix) are rescaled to the last codebook level's RMS so
+        they stay small next to the content. The decoder reads and writes the
+        same (tied) table.
+        """
+        sizes = self.catalog.sizes
+        if len(codebooks) > len(sizes) or any(
+                len(book) != size for book, size in zip(codebooks, sizes)):
+            raise DeepInterestError(
+                f"codebooks of sizes {[len(b) for b in codebooks]} do not match the catalogue's "
+                f"SID positions {list(sizes)}")
+        books = [b.detach().float().cpu() for b in codebooks]
+        d_model = self.model.config.d_model
+        _, _, vh = torch.linalg.svd(torch.cat(books), full_matrices=False)
+        proj = torch.zeros(books[0].shape[1], d_model)
+        proj[:, : min(d_model, vh.shape[0])] = vh[:d_model].T
+        scale = float((books[0] @ proj).pow(2).mean().rsqrt())
+        weight = self.model.shared.weight
+        offsets = self.catalog.offsets.tolist()
+        rms = 1.0
+        for level, size in enumerate(sizes):
+            rows = slice(offsets[level], offsets[level] + size)
+            if level < len(books):
+                block = (books[level] @ proj) * scale
+                rms = float(block.pow(2).mean().sqrt())
+            else:
+                block = weight[rows].float() * (rms / float(weight[rows].pow(2).mean().sqrt()))
+            weight[rows] = block.to(weight.dtype)
 
     def encoder_inputs(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """``inputs_embeds`` [B, L, d] and ``attention_mask`` [B, L] for the encoder."""
