@@ -123,6 +123,9 @@ class TrainConfig(StrictModel):
     backbone: str = Field("t5", description="registered backbone: t5, causal-lm, ...")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="keyword options of the backbone")
+    init_from_codebooks: bool = Field(
+        False, description="start the code embeddings from the quantizer's codewords "
+        "(backbones with init_code_embeddings, e.g. t5)")
     sft: SFTConfig = Field(default_factory=SFTConfig)
 
 

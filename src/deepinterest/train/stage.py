@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..artifacts import (
     StageResult,
     artifact_fingerprint,
@@ -65,6 +67,19 @@ def _start_folder(out: Path, key: dict[str, Any]) -> None:
     atomic_write_text(marker, json.dumps(key, indent=2) + "\n")
 
 
+def _init_from_codebooks(backbone: Any, sids_dir: Path) -> None:
+    from ..tokenizers.stage import ItemTokenizer
+
+    if not hasattr(backbone, "init_code_embeddings"):
+        raise DeepInterestError(f"train.init_from_codebooks: the {type(backbone).__name__} "
+                                "backbone cannot start from codebooks; set it to false")
+    quantizer = ItemTokenizer(sids_dir).quantizer
+    if not hasattr(quantizer, "codebooks"):
+        raise DeepInterestError(f"train.init_from_codebooks: the {type(quantizer).__name__} "
+                                "quantizer has no codebooks; set it to false")
+    backbone.init_code_embeddings(quantizer.codebooks)
+
+
 def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
                 out: str | Path, *, progress: bool = True) -> StageResult:
     """Supervised fine-tuning of the configured backbone (``di train --stage sft``)."""
@@ -84,7 +99,10 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
         if info.main:
             _start_folder(out, {"config": fingerprint_value(config), "inputs": inputs})
         dd.barrier(info)
+        torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
         backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
+        if train_cfg.init_from_codebooks:
+            _init_from_codebooks(backbone, sids_dir)
         sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
         result = train_sft(backbone, catalog, splits, sft, out, progress=progress)
         counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
