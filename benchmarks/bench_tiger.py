@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/beauty/tiger"),
                    help="checkpoint folder (best/, last/); a rerun resumes from last/")
     p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--record", default=None, help="record name (default: <dataset>-tiger-t5)")
+    p.add_argument("--method", default="TIGER-style T5 (SIDs, no interests)",
+                   help="method label of the record")
     p.add_argument("--threads", type=int, default=1)
     model = p.add_argument_group("model")
     for name, kind, default in (("d_model", int, 128), ("encoder_layers", int, 2),
@@ -151,8 +154,8 @@ def main(argv: list[str] | None = None) -> None:
              f"trainer {cfg.model_dump()}; history items not removed from the ranking"
              + ("; code embeddings initialised from the quantizer's codebooks"
                 if args.init_codebooks else ""))
-    path = write_record(name=f"{dataset.name}-tiger-t5", dataset=dataset.name,
-                        method="TIGER-style T5 (SIDs, no interests)", figures=figs,
+    path = write_record(name=args.record or f"{dataset.name}-tiger-t5", dataset=dataset.name,
+                        method=args.method, figures=figs,
                         seconds=time.perf_counter() - started,
                         command=shlex.join(["python", *sys.argv]), notes=notes,
                         directory=args.results_dir)
