@@ -5,7 +5,8 @@ The model is a :class:`transformers.T5ForConditionalGeneration` built from a
 the SID token layout of :mod:`.base` (``PAD`` 0, ``EOS`` 1, ``BOS`` 2 as the
 decoder start token, then one id block per SID position). It implements the
 decode protocol of :class:`~.base.GenerativeBackbone` (``loss``, ``start``,
-``expand``, ``step``) plus ``save``/``load``.
+``expand``, ``step``, and ``reorder`` for its per-beam decoding cache, see
+:mod:`.t5_decode`) plus ``save``/``load``.
 
 Departures from TIGER (Rajput et al., 2023), each for CPU cost:
 
