@@ -107,7 +107,13 @@ def fingerprint_value(value: Any) -> str:
 
 def artifact_fingerprint(folder: str | Path) -> str:
     """Fingerprint of a stage's outputs as recorded in its manifest."""
-    return read_manifest(folder)["fingerprint"]
+    from .errors import DeepInterestError
+
+    try:
+        return read_manifest(folder)["fingerprint"]
+    except FileNotFoundError:
+        raise DeepInterestError(f"{folder}: no {MANIFEST}; is it the finished output of a "
+                                "`di` stage?") from None
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

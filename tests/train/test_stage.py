@@ -135,3 +135,24 @@ def test_init_from_codebooks_uses_the_run_quantizer_and_refuses_other_backbones(
     torch.testing.assert_close(first.pow(2).mean(), torch.tensor(1.0))
     with pytest.raises(DeepInterestError, match="cannot start from codebooks"):
         _init_from_codebooks(object(), sids)
+
+
+def test_eval_takes_a_checkpoint_outside_a_stage_folder(tiny_run, tmp_path):
+    import shutil
+
+    root, cfg, _ = tiny_run
+    loose = tmp_path / "elsewhere" / "best"
+    shutil.copytree(root / "work" / "sft" / "best", loose)  # no manifest.json beside it
+    work = tmp_path / "work"
+    for part in ("dataset", "sids"):
+        shutil.copytree(root / "work" / part, work / part)
+    result = runner.invoke(app, ["eval", "--config", str(cfg), "--workdir", str(work),
+                                 "--checkpoint", str(loose)])
+    assert result.exit_code == 0, result.output
+    ours = json.loads((work / "eval" / "metrics.json").read_text())
+    theirs = json.loads((root / "work" / "eval" / "metrics.json").read_text())
+    assert ours["test"] == theirs["test"]  # the same weights score the same
+    (work / "sids" / "manifest.json").unlink()
+    missing = runner.invoke(app, ["eval", "--config", str(cfg), "--workdir", str(work),
+                                  "--checkpoint", str(loose)])
+    assert missing.exit_code == 2 and "no manifest.json" in missing.output

@@ -33,6 +33,7 @@ from ..artifacts import (
     artifact_fingerprint,
     atomic_dir,
     atomic_write_text,
+    fingerprint_paths,
     fingerprint_value,
     is_up_to_date,
     write_manifest,
@@ -129,6 +130,15 @@ def load_checkpoint(checkpoint: Path, catalog: SIDCatalog):
     return get("backbones", kind).load(checkpoint, catalog)
 
 
+def _checkpoint_fingerprint(checkpoint: Path) -> str:
+    """The training stage's fingerprint, or the checkpoint's own files outside a stage folder."""
+    if (checkpoint.parent / "manifest.json").is_file():
+        return artifact_fingerprint(checkpoint.parent)
+    if not checkpoint.is_dir():
+        raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
+    return fingerprint_paths([checkpoint])
+
+
 def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
                checkpoint: str | Path, out: str | Path) -> StageResult:
     """HR@K / NDCG@K of a checkpoint on validation and test with constrained beam search."""
@@ -137,7 +147,7 @@ def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Pat
     dataset_dir, sids_dir, checkpoint, out = map(Path, (dataset_dir, sids_dir, checkpoint, out))
     config = {"eval": eval_cfg.model_dump(), "split": split_cfg.model_dump()}
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir),
-              "checkpoint": artifact_fingerprint(checkpoint.parent)}
+              "checkpoint": _checkpoint_fingerprint(checkpoint)}
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult("eval", out, True, 0.0, {})
     start = time.perf_counter()
