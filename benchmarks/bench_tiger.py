@@ -32,9 +32,9 @@ from deepinterest.backbones.t5 import T5Backbone, count_parameters
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.results import write_record
-from deepinterest.tokenizers.stage import ItemTokenizer
 from deepinterest.train.generative_eval import target_ranks
 from deepinterest.train.sft import SFTConfig, TrainData, epoch_batches, train_sft
+from deepinterest.train.stage import init_from_codebooks
 
 MODEL_ARGS = ("d_model", "encoder_layers", "decoder_layers", "heads", "d_kv", "d_ff", "dropout",
               "user_buckets")
@@ -87,7 +87,7 @@ def build_model(args: argparse.Namespace, catalog: SIDCatalog) -> T5Backbone:
     torch.manual_seed(args.seed)
     model = T5Backbone(catalog=catalog, **{k: getattr(args, k) for k in MODEL_ARGS})
     if args.init_codebooks:
-        model.init_code_embeddings(ItemTokenizer(args.sids_dir).quantizer.codebooks)
+        init_from_codebooks(model, args.sids_dir)
     return model
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import DeepInterestError
+
 MANIFEST = "manifest.json"
 # Files above this size are fingerprinted by size and mtime instead of content:
 # hashing a multi-GB raw review dump on every run would dominate start-up.
@@ -107,8 +109,6 @@ def fingerprint_value(value: Any) -> str:
 
 def artifact_fingerprint(folder: str | Path) -> str:
     """Fingerprint of a stage's outputs as recorded in its manifest."""
-    from .errors import DeepInterestError
-
     try:
         return read_manifest(folder)["fingerprint"]
     except FileNotFoundError:

@@ -120,7 +120,7 @@ def test_init_from_codebooks_uses_the_run_quantizer_and_refuses_other_backbones(
     from deepinterest.backbones.t5 import T5Backbone
     from deepinterest.data.model import load_dataset
     from deepinterest.errors import DeepInterestError
-    from deepinterest.train.stage import _init_from_codebooks, load_catalog
+    from deepinterest.train.stage import init_from_codebooks, load_catalog
 
     root, _, _ = tiny_run
     sids = root / "work" / "sids"
@@ -128,13 +128,13 @@ def test_init_from_codebooks_uses_the_run_quantizer_and_refuses_other_backbones(
     model = T5Backbone(catalog=catalog, d_model=32, encoder_layers=1, decoder_layers=1, heads=2,
                        d_kv=16, d_ff=64)
     before = model.item_embeddings(torch.arange(len(catalog.item_ids))).detach()
-    _init_from_codebooks(model, sids)
+    init_from_codebooks(model, sids)
     after = model.item_embeddings(torch.arange(len(catalog.item_ids))).detach()
     first = model.model.shared.weight[int(catalog.offsets[0]):][: catalog.sizes[0]].detach()
     assert not torch.allclose(before, after)
     torch.testing.assert_close(first.pow(2).mean(), torch.tensor(1.0))
     with pytest.raises(DeepInterestError, match="cannot start from codebooks"):
-        _init_from_codebooks(object(), sids)
+        init_from_codebooks(object(), sids)
 
 
 def test_eval_takes_a_checkpoint_outside_a_stage_folder(tiny_run, tmp_path):

@@ -90,6 +90,13 @@ def catalog_signature(catalog: SIDCatalog) -> dict[str, Any]:
     return {"items": len(catalog.item_ids), "sizes": list(catalog.sizes)}
 
 
+def write_backbone_info(folder: Path, kind: str, options: dict[str, Any], catalog: SIDCatalog,
+                        **extra: Any) -> None:
+    """``backbone.json``: the kind, constructor options and catalogue of a saved backbone."""
+    info = {"kind": kind, **extra, "options": options, "catalog": catalog_signature(catalog)}
+    (Path(folder) / BACKBONE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
 def read_backbone_info(folder: Path, kind: str, catalog: SIDCatalog) -> dict[str, Any]:
     """``backbone.json`` of a saved backbone, checked for its kind and catalogue."""
     path = Path(folder) / BACKBONE_FILE

@@ -85,11 +85,10 @@ from .base import (
     PAD,
     HistoryBatch,
     SIDCatalog,
-    catalog_signature,
     read_backbone_info,
+    write_backbone_info,
 )
 
-CONFIG_FILE = "backbone.json"
 TITLES_FILE = "titles.json"
 KIND = "causal-lm"
 INSTRUCTION = ("Here is a user's purchase history, oldest first, each item written as its "
@@ -383,9 +382,8 @@ class CausalLMBackbone(nn.Module):
         self.tokenizer.save_pretrained(folder)
         if self.titles is not None:  # the checkpoint then loads without the dataset
             (folder / TITLES_FILE).write_text(json.dumps(self.titles) + "\n", encoding="utf-8")
-        info = {"kind": KIND, "format": "adapter" if adapter else "full", "options": self.options,
-                "catalog": catalog_signature(self.catalog)}
-        (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_backbone_info(folder, KIND, self.options, self.catalog,
+                            format="adapter" if adapter else "full")
 
     @classmethod
     def load(cls, folder: str | Path, catalog: SIDCatalog, *,

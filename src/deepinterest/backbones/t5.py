@@ -33,7 +33,6 @@ Departures from TIGER (Rajput et al., 2023), each for CPU cost:
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +49,11 @@ from .base import (
     PAD,
     HistoryBatch,
     SIDCatalog,
-    catalog_signature,
     read_backbone_info,
+    write_backbone_info,
 )
 from .t5_decode import SelfAttentionCache, decode
 
-CONFIG_FILE = "backbone.json"
 KIND = "t5"
 # Multiplicative hash (Knuth) so consecutive user positions land in distant buckets.
 _HASH_MULT = 2654435761
@@ -238,9 +236,7 @@ class T5Backbone(nn.Module):
 
             save_file({"weight": self.user_embed.weight.detach().contiguous()},
                       str(folder / "user_embed.safetensors"))
-        info: dict[str, Any] = {"kind": KIND, "options": self.options,
-                                "catalog": catalog_signature(self.catalog)}
-        (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_backbone_info(folder, KIND, self.options, self.catalog)
 
     @classmethod
     def load(cls, folder: str | Path, catalog: SIDCatalog) -> T5Backbone:

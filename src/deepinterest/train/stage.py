@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..artifacts import (
+    MANIFEST,
     StageResult,
     artifact_fingerprint,
     atomic_dir,
@@ -38,7 +39,7 @@ from ..artifacts import (
     is_up_to_date,
     write_manifest,
 )
-from ..backbones.base import SIDCatalog
+from ..backbones.base import BACKBONE_FILE, SIDCatalog
 from ..data.model import Dataset, load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
@@ -68,7 +69,8 @@ def _start_folder(out: Path, key: dict[str, Any]) -> None:
     atomic_write_text(marker, json.dumps(key, indent=2) + "\n")
 
 
-def _init_from_codebooks(backbone: Any, sids_dir: Path) -> None:
+def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
+    """Start ``backbone``'s code embeddings from the codewords of the run's quantizer."""
     from ..tokenizers.stage import ItemTokenizer
 
     if not hasattr(backbone, "init_code_embeddings"):
@@ -103,7 +105,7 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
         torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
         backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
         if train_cfg.init_from_codebooks:
-            _init_from_codebooks(backbone, sids_dir)
+            init_from_codebooks(backbone, sids_dir)
         sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
         result = train_sft(backbone, catalog, splits, sft, out, progress=progress)
         counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
@@ -122,9 +124,9 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
 
 def load_checkpoint(checkpoint: Path, catalog: SIDCatalog):
     """A saved backbone, of whatever registered kind its ``backbone.json`` names."""
-    info_path = checkpoint / "backbone.json"
+    info_path = checkpoint / BACKBONE_FILE
     if not info_path.is_file():
-        raise DeepInterestError(f"{checkpoint}: no backbone.json; is this a `di train` "
+        raise DeepInterestError(f"{checkpoint}: no {BACKBONE_FILE}; is this a `di train` "
                                 "checkpoint (the sft/best folder)?")
     kind = json.loads(info_path.read_text("utf-8"))["kind"]
     return get("backbones", kind).load(checkpoint, catalog)
@@ -132,7 +134,7 @@ def load_checkpoint(checkpoint: Path, catalog: SIDCatalog):
 
 def _checkpoint_fingerprint(checkpoint: Path) -> str:
     """The training stage's fingerprint, or the checkpoint's own files outside a stage folder."""
-    if (checkpoint.parent / "manifest.json").is_file():
+    if (checkpoint.parent / MANIFEST).is_file():
         return artifact_fingerprint(checkpoint.parent)
     if not checkpoint.is_dir():
         raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
