@@ -61,7 +61,9 @@ def test_two_gloo_ranks_match_one_process_with_the_combined_batch(tmp_path):
     single = _train(8, tmp_path / "single").state_dict()
     for key, value in single.items():
         assert torch.equal(ranks[0][key], ranks[1][key]), key
-        torch.testing.assert_close(ranks[0][key], value, rtol=1e-4, atol=1e-5)
+        # Summation order differs across ranks; 1e-4 absorbs that after Adam's scaling
+        # (2e-5 seen) while a missing loss rescale moves weights by ~4e-3.
+        torch.testing.assert_close(ranks[0][key], value, rtol=1e-3, atol=1e-4)
     assert (tmp_path / "ddp" / "best" / "sft.json").is_file()  # rank 0 wrote checkpoints
 
 
