@@ -4,13 +4,14 @@
     python benchmarks/bench_decoding.py --sids ARTIFACT_DIR   # the SIDs of a `di tokenize` run
 
 One randomly initialised T5 (TIGER-sized defaults), one catalogue, one set of
-random 20-item histories; beam 20, top 10 (GUIDE.md section 6). Times, on the
+random 20-item histories; beam 20, top 10 (the evaluation protocol of
+docs/data.md, as in the DeepInterestGR paper, arXiv 2602.18907). Times, on the
 same model and inputs, alternating batch by batch:
 
   (a) ``constrained_beam_search`` driving a decode-protocol adapter of the T5;
   (a') the same with a plain adapter (encoder output repeated per beam);
   (b) ``model.generate`` with ``prefix_allowed_tokens_fn`` (the usual baseline);
-  (c) ``model.generate`` with :class:`SIDTrieLogitsProcessor`;
+  (c) ``model.generate`` with ``SIDTrieLogitsProcessor`` (``hf_constraints.py``);
   (d) ``constrained_beam_search`` over the shipped :class:`T5Backbone` (one
       encoder position per item, a per-beam self-attention cache that reads
       one new token per step, one copy of the encoder keys per user);
@@ -36,8 +37,6 @@ moves when beams are reordered (:mod:`deepinterest.backbones.t5_decode`).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,14 +53,14 @@ from transformers import (
 
 from deepinterest.backbones.base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
 from deepinterest.backbones.decoding import constrained_beam_search
-from deepinterest.backbones.hf_logits import (
-    SIDTrieLogitsProcessor,
-    make_prefix_allowed_tokens_fn,
-)
 from deepinterest.backbones.t5 import T5Backbone, cross_attention_cache
 from deepinterest.backbones.t5_decode import SelfAttentionCache, decode
 from deepinterest.backbones.trie import SIDTrie
-from deepinterest.results import write_record
+from deepinterest.results import record_and_print
+from deepinterest.tokenizers.collisions import add_suffix
+
+# benchmarks/hf_constraints.py: the script's own folder is first on sys.path
+from hf_constraints import SIDTrieLogitsProcessor, make_prefix_allowed_tokens_fn
 
 
 class DecoderState(NamedTuple):
@@ -132,12 +131,8 @@ def build_catalog(args: argparse.Namespace) -> SIDCatalog:
         return SIDCatalog.load(args.sids)
     g = torch.Generator().manual_seed(args.seed)
     codes = torch.randint(0, 256, (args.items, 3), generator=g)
-    _, inverse, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
-    order = torch.argsort(inverse, stable=True)  # suffix = rank among items sharing the 3 codes
-    suffix = torch.empty_like(inverse)
-    suffix[order] = torch.arange(len(codes)) - (torch.cumsum(counts, 0) - counts)[inverse[order]]
-    sids = torch.cat([codes, suffix.unsqueeze(1)], 1)
-    return SIDCatalog.from_codes(sids, (256, 256, 256, int(suffix.max()) + 1))
+    unique = add_suffix(codes)  # the tokenizer's suffix rule, so the trie has real SID shapes
+    return SIDCatalog.from_codes(unique.sids, (256, 256, 256, unique.suffix_size))
 
 
 def build_model(args: argparse.Namespace, catalog: SIDCatalog) -> T5ForConditionalGeneration:
@@ -218,6 +213,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default=None, help="dataset label of the record")
     parser.add_argument("--record", default="decoding-speed", help="record name under benchmarks/results/")
+    parser.add_argument("--results-dir", default=None,
+                        help="folder of the record (default: $DEEPINTEREST_RESULTS_DIR or benchmarks/results)")
     return parser.parse_args()
 
 
@@ -299,17 +296,13 @@ def main() -> None:
     run = time_interleaved(methods(args, net, catalog, trie), batches)
     figures = figures_of(run, args, catalog, trie, net)
     dataset = args.dataset or (Path(args.sids).name if args.sids else f"random-{len(catalog.item_ids)}-items")
-    path = write_record(
+    record_and_print(
         name=args.record, dataset=dataset, method="constrained beam search vs HF generate",
-        figures=figures, seconds=time.perf_counter() - start,
-        command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+        figures=figures, seconds=time.perf_counter() - start, directory=args.results_dir,
         notes="users/s and speed-ups from process CPU time with one thread; 'wall' figures from the wall clock "
         "of a shared machine. Random-weight T5. HF generate uses its KV cache; adapters (a) and (a') re-read "
         "the <= P-token prefix each step; T5Backbone (d) keeps a per-beam self-attention cache.",
     )
-    print(path)
-    for key, value in figures.items():
-        print(f"{key:>42}  {value:.4g}" if isinstance(value, float) else f"{key:>42}  {value}")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from deepinterest.config import RunConfig
 from deepinterest.pipeline import run
-from deepinterest.results import write_record
+from deepinterest.results import record_and_print
 
 
 def main() -> None:
@@ -44,14 +42,11 @@ def main() -> None:
         figures.update({f"{split} {k}": v for k, v in metrics[split].items()})
     figures.update({"best epoch": sft["best_epoch"], "epochs run": sft["epochs_run"],
                     "test users": metrics["users"]["test"]})
-    path = write_record(
+    record_and_print(
         name="default-t5-run", dataset="default", method="di run: T5 with the default config",
-        figures=figures, seconds=seconds, command="python " + shlex.join(sys.argv),
+        figures=figures, seconds=seconds,
         notes=f"whole chain in a fresh folder (data, embeddings, SIDs, SFT, eval, baseline); "
         f"config: {cfg.train.model_dump()}")
-    print(path)
-    for key, value in figures.items():
-        print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
 
 
 if __name__ == "__main__":

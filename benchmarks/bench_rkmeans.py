@@ -22,9 +22,10 @@ The fast methods run ``--repeats`` rounds, interleaved (one of each per round),
 so that load from other processes hits all of them alike; the table reports
 the fastest round of each and the median of the per-round ratios ours/faiss.
 Relative MSE is the squared error over the squared norm of the *centred*
-vectors (the FitReport figure); ``rel_mse_raw`` divides by the raw squared
-norm instead (for unit-norm embeddings, the mean squared error per item), the
-convention of the 0.2405 figure quoted in GUIDE section 5.
+vectors (``deepinterest.tokenizers.base.reconstruction_errors``, the figure
+``di tokenize`` reports in stats.json, docs/tokenizers.md); ``rel_mse_raw``
+divides by the raw squared norm instead (for unit-norm embeddings, the mean
+squared error per item), the convention of errors quoted without centring.
 
 With ``--embeddings``, one result record per method is written with
 :func:`deepinterest.results.write_record` (``--no-record`` to skip);
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from deepinterest.results import write_record
-from deepinterest.tokenizers.base import code_stats
+from deepinterest.tokenizers.base import code_stats, reconstruction_errors
 from deepinterest.tokenizers.collisions import balanced_last_level, collision_stats
 from deepinterest.tokenizers.rkmeans import ResidualKMeans
 from deepinterest.tokenizers.rqvae import RQVAE
@@ -167,15 +167,13 @@ def timed(method: Method, x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]
 
 def figures(x: np.ndarray, codes: np.ndarray, approx: np.ndarray, k: int) -> dict:
     """Quality figures of one method's codes and reconstruction."""
-    x64 = x.astype(np.float64)
-    sse = float(((x64 - approx) ** 2).sum())
-    centred = float(((x64 - x64.mean(0)) ** 2).sum())
+    mse, relative = reconstruction_errors(torch.from_numpy(x), torch.from_numpy(approx))
     stats = code_stats(torch.from_numpy(codes), (k,) * codes.shape[1])
     collisions = collision_stats(torch.from_numpy(codes))
     return {
-        "relative_mse": sse / centred,
-        "rel_mse_raw": sse / float((x64**2).sum()),
-        "mse": sse / x.size,
+        "relative_mse": relative,
+        "rel_mse_raw": mse * x.size / float((x.astype(np.float64) ** 2).sum()),
+        "mse": mse,
         "collision_rate": collisions.collision_rate,
         "colliding_items": collisions.colliding_items,
         "max_group_size": collisions.max_group_size,
@@ -237,7 +235,6 @@ NOTES = {
 
 def record(results: dict[str, dict], args: argparse.Namespace, dataset: str, x: np.ndarray) -> None:
     prefix = args.name_prefix or f"{dataset.removeprefix('amazon-')}-rkmeans"
-    command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
     load = args.load_average
     for name, result in results.items():
         fig = {"items": x.shape[0], "dim": x.shape[1], "levels": args.levels,
@@ -245,7 +242,7 @@ def record(results: dict[str, dict], args: argparse.Namespace, dataset: str, x: 
         note = (NOTES[name] + f"; seconds = fastest of {len(result['times'])} interleaved "
                 f"round(s); 1-min load average {load} at the start (other jobs share the cores)")
         path = write_record(name=f"{prefix}-{name}", dataset=dataset, method=name, figures=fig,
-                            seconds=result["seconds"], command=command, notes=note)
+                            seconds=result["seconds"], notes=note)
         print(f"wrote {path}", file=sys.stderr)
 
 

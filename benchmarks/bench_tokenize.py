@@ -1,6 +1,7 @@
 """`di tokenize` on a dataset, recorded: SID uniqueness, collisions, usage, errors, seconds.
 
-    python benchmarks/bench_tokenize.py --source ../shared/data/amazon-beauty --dataset amazon-beauty [--balanced]
+    python benchmarks/bench_tokenize.py --source ../shared/data/amazon-beauty \\
+        --dataset amazon-beauty [--balanced]
 
 Embeddings come from the on-disk cache when present (the record says how
 long embedding took in this run).
@@ -10,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from deepinterest.config import DataConfig, TokenizeConfig
 from deepinterest.data.prepare import prepare_dataset
-from deepinterest.results import write_record
+from deepinterest.results import record_and_print
 from deepinterest.tokenizers.stage import tokenize_items
 
 KEYS = ("items", "unique_sids", "collision_rate_before_suffix", "colliding_groups",
@@ -26,7 +25,8 @@ KEYS = ("items", "unique_sids", "collision_rate_before_suffix", "colliding_group
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="default")
     parser.add_argument("--dataset", default="default")
     parser.add_argument("--quantizer", default="rkmeans")
@@ -49,11 +49,9 @@ def main() -> None:
     name = f"{args.dataset}-tokenize-{args.quantizer}{suffix}"
     method = f"di tokenize: {args.quantizer} {stats['levels']}x{stats['codebook_sizes'][0]}"
     method += " + balanced last level" if args.balanced else ""
-    print(write_record(name=name, dataset=args.dataset, method=method, figures=figures,
-                       seconds=time.perf_counter() - start,
-                       command="python " + " ".join(shlex.quote(a) for a in sys.argv),
-                       notes="relative_mse is centred (1.0 = predicting the mean vector)"))
-    print(json.dumps(figures, indent=2))
+    record_and_print(name=name, dataset=args.dataset, method=method, figures=figures,
+                     seconds=time.perf_counter() - start,
+                     notes="relative_mse is centred (1.0 = predicting the mean vector)")
 
 
 if __name__ == "__main__":

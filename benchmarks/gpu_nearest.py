@@ -3,8 +3,9 @@
     python benchmarks/gpu_nearest.py                      # 1,000,000 x 4096 codes x 256 dims
     python benchmarks/gpu_nearest.py --n 200000 --k 1024 --d 128 --repeats 10
 
-What it measures, on one CUDA GPU, in the same run (GUIDE section 6: speed
-claims are ratios against what a user would otherwise write):
+What it measures, on one CUDA GPU, in the same run (as everywhere in
+docs/results.md, a speed claim is a ratio against what a user would otherwise
+write, measured in the same run):
 
 - ``triton``: :func:`nearest_codeword_triton` (autotuned on the first call,
   which is excluded from the timings and reported separately);
@@ -20,8 +21,8 @@ On random Gaussian data a few rows have near-ties whose argmin legitimately
 differs between summation orders, so agreement is close to, not exactly, 1.
 
 Without a CUDA GPU it prints a message and exits 0 (so CI can run it).
-Writes a JSON record through ``deepinterest.results.write_record`` when that
-module is available, unless ``--no-record``.
+Writes a JSON record through :func:`deepinterest.results.write_record` unless
+``--no-record``.
 """
 
 from __future__ import annotations
@@ -122,11 +123,8 @@ def report(results: dict, args: argparse.Namespace) -> dict:
 
 
 def write_record(figures: dict, seconds: float, args: argparse.Namespace) -> None:
-    try:
-        from deepinterest.results import write_record as _write
-    except ImportError:
-        print("(deepinterest.results.write_record not available: no record written)")
-        return
+    from deepinterest.results import write_record as _write
+
     gpu = torch.cuda.get_device_name(0)
     path = _write(
         name=f"gpu_nearest_{args.n}x{args.k}x{args.d}_{args.precision}",
@@ -134,10 +132,9 @@ def write_record(figures: dict, seconds: float, args: argparse.Namespace) -> Non
         method="nearest_codeword: triton vs reference vs torch.cdist",
         figures=figures,
         seconds=seconds,
-        command="python " + " ".join([sys.argv[0], *sys.argv[1:]]),
         notes=f"GPU: {gpu}; first call (autotune/compile) excluded from timings",
     )
-    print(f"record written to {path}")
+    print(f"record written to {path}")  # report() has printed the figures already
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,16 @@
 import json
+import os
+import sys
+from pathlib import Path
 
-from deepinterest.results import load_records, render_page, write_record
+from deepinterest.results import (
+    load_records,
+    record_and_print,
+    relative_command,
+    render_page,
+    repository_root,
+    write_record,
+)
 
 
 def test_record_round_trip_and_page(tmp_path):
@@ -27,3 +37,36 @@ def test_summary_table_lists_test_metrics(tmp_path):
     assert "| method | HR@5 | NDCG@5 | HR@10 | NDCG@10 | wall time |" in page
     assert "| m1 | 0.1000 | 0.0500 | 0.2000 | 0.0800 | 3 s |" in page
     assert "| speed |" not in page
+
+
+def test_record_commands_name_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    command = (f"python {root}/benchmarks/bench.py --out {root}/runs/a "
+               f"--data={tmp_path}/shared/d --method 'T5, a/b' --threads 1")
+    path = write_record(name="r", dataset="d", method="m", figures={}, seconds=1,
+                        command=command, directory=tmp_path, root=root)
+    assert json.loads(path.read_text())["command"] == (
+        "python benchmarks/bench.py --out runs/a --data=../shared/d --method 'T5, a/b' --threads 1")
+    # Run from a subfolder: a word that names an existing path from there is one too.
+    (root / "benchmarks" / "bench.py").touch()
+    monkeypatch.chdir(root / "benchmarks")
+    assert relative_command("python bench.py --to results --x 1", root) == (
+        "python benchmarks/bench.py --to benchmarks/results --x 1")
+
+
+def test_default_root_is_this_checkout_and_command_defaults_to_argv(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    assert repository_root() == repo
+    monkeypatch.setattr(sys, "argv", [str(repo / "benchmarks" / "x.py"), "--out", "/srv/o"])
+    path = write_record(name="r", dataset="d", method="m", figures={}, seconds=1,
+                        directory=tmp_path)
+    rel = os.path.relpath("/srv/o", repo)
+    assert json.loads(path.read_text())["command"] == f"python benchmarks/x.py --out {rel}"
+
+
+def test_record_and_print_prints_every_figure(tmp_path, capsys):
+    record_and_print(name="p", dataset="d", method="m", seconds=1, command="c",
+                     figures={"test hr@10": 0.12345, "items": 7}, directory=tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [str(tmp_path / "p.json"), "test hr@10  0.1235", "     items  7"]

@@ -8,7 +8,15 @@ interrupted ``di run`` resumes where it stopped.
 
 Writes are atomic: a stage fills a temporary sibling folder and renames it
 into place only when everything (manifest last) is written. A failed stage
-leaves the previous artifact untouched and no half-written folder behind.
+leaves the previous artifact untouched and no half-written folder behind;
+the temporary folder of a process that was killed carries its pid in its
+name and is swept by the next write to the same place.
+
+Nothing is lost or mixed up (:func:`claim_output`): a stage replaces only an
+empty folder or an artifact of its own kind (unless forced), never the
+current folder or a file, and holds an OS file lock on its output while it
+writes it, so two processes cannot write one folder at once. The lock is
+released by the OS when its holder dies, so it never goes stale.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +38,9 @@ from typing import Any
 from .errors import DeepInterestError
 
 MANIFEST = "manifest.json"
+# Written first into a stage folder that fills in place (training), so that an
+# unfinished folder is still recognised as that stage's own.
+STAGE_MARKER = "stage.json"
 # Files above this size are fingerprinted by size and mtime instead of content:
 # hashing a multi-GB raw review dump on every run would dominate start-up.
 _HASH_LIMIT = 256 * 1024 * 1024
@@ -44,14 +57,26 @@ class StageResult:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: str | Path, *, folder: bool) -> None:
+    """Give a mkstemp/mkdtemp path (0600/0700) the mode an ordinary file or folder gets."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file through a temporary file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        _usual_mode(tmp, folder=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -59,12 +84,40 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def sweep_stale(final: Path) -> list[Path]:
+    """Remove temporary siblings of ``final`` left by processes that no longer run."""
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(tmp|old)-(\d+)(-.*)?$")
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for sibling in final.parent.iterdir():
+            match = pattern.match(sibling.name)
+            if match and int(match.group(2)) != os.getpid() and not _pid_alive(int(match.group(2))):
+                if sibling.is_dir():
+                    shutil.rmtree(sibling, ignore_errors=True)
+                else:
+                    sibling.unlink(missing_ok=True)
+                removed.append(sibling)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``final`` only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    sweep_stale(final)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
+    _usual_mode(tmp, folder=True)
     try:
         yield tmp
     except BaseException:
@@ -75,6 +128,102 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# -- output folders: what a stage may replace, and one writer at a time ---------
+
+LOCK_SUFFIX = ".lock"
+
+
+def _stage_of(folder: Path) -> str | None:
+    """The stage named by ``folder``'s manifest or in-progress marker, if any."""
+    for name in (MANIFEST, STAGE_MARKER):
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, AttributeError):
+            return json.loads((folder / name).read_text(encoding="utf-8")).get("stage")
+    return None
+
+
+def check_output(out: str | Path, stage: str, *, force: bool = False) -> Path:
+    """Refuse an output path whose replacement would lose something the user made.
+
+    ``out`` may be missing, an empty folder, or a folder holding an artifact
+    (or unfinished work) of the same ``stage``; anything else needs ``force``.
+    The current folder, one of its parents and an existing file are refused
+    even then: replacing them would delete the user's work.
+    """
+    out = Path(out)
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise DeepInterestError(f"output folder {str(out)!r} is the current folder or holds it; "
+                                "name a new folder for the artifact, e.g. runs/NAME")
+    if out.exists() and not out.is_dir():
+        raise DeepInterestError(f"{out} is a file, not a folder; name a folder for the artifact")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        found = _stage_of(out)
+        if found != stage:
+            what = f"a {found!r} artifact" if found else "files that no `di` stage wrote"
+            raise DeepInterestError(
+                f"{out} already holds {what}; writing the {stage!r} artifact there would "
+                "replace them. Choose another folder, or pass --force to replace it")
+    return out
+
+
+@contextlib.contextmanager
+def stage_lock(out: str | Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``out`` (file ``.NAME.lock`` beside it) while writing.
+
+    A second process fails at once with the holder's pid and command, instead
+    of writing into the same folder. The OS drops the lock when its holder
+    exits or dies, so a killed run never leaves a stale lock; the file itself
+    is removed on a normal exit and reused after a kill.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): run unlocked
+        yield
+        return
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_name(f".{out.name}{LOCK_SUFFIX}")
+    handle = _acquire(path, out, fcntl)
+    try:
+        handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:200]}) since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: nobody can lock this inode after
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _acquire(path: Path, out: Path, fcntl):
+    """Lock ``path``; retry when it was removed and made anew between open and lock."""
+    while True:
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DeepInterestError(f"{out} is being written by {holder}; wait for it to "
+                                    "finish or use another folder") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                handle.seek(0)
+                handle.truncate()
+                return handle
+        handle.close()  # we locked a file its holder had just removed: try the new one
+
+
+@contextlib.contextmanager
+def claim_output(out: str | Path, stage: str, *, force: bool = False) -> Iterator[Path]:
+    """:func:`check_output`, then :func:`stage_lock` for the block (checked again once locked)."""
+    out = check_output(out, stage, force=force)
+    with stage_lock(out):
+        check_output(out, stage, force=force)
+        yield out
 
 
 def fingerprint_file(path: str | Path) -> str:

@@ -7,9 +7,13 @@ the floor any recommender must clear; a model below it has a bug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .data.model import Dataset
+from .data.splits import leave_one_out
+from .evaluate import DEFAULT_KS, Metrics, evaluate_rankings
 
 
 class MostPopular:
@@ -27,3 +31,12 @@ class MostPopular:
     def rank(self, num_users: int, k: int) -> list[list[int]]:
         top = np.argsort(-self.scores, kind="stable")[:k].tolist()
         return [top] * num_users
+
+
+def popularity_metrics(dataset: Dataset, *, max_history: int,
+                       ks: Sequence[int] = DEFAULT_KS) -> dict[str, Metrics]:
+    """``{"valid": ..., "test": ...}`` of :class:`MostPopular` on the leave-one-out splits."""
+    splits = leave_one_out(dataset, max_history=max_history)
+    model = MostPopular().fit(dataset)
+    return {name: evaluate_rankings(model.rank(len(part), max(ks)), [e.target for e in part], ks)
+            for name, part in (("valid", splits.valid), ("test", splits.test))}

@@ -23,17 +23,25 @@ app.add_typer(data_app, name="data")
 
 
 def _friendly(func):
-    """Turn DeepInterestError into a one-line message and exit status 2."""
+    """Turn DeepInterestError (and a rejected option value) into a message and exit status 2."""
+    from pydantic import ValidationError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except DeepInterestError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
+        except ValidationError as exc:  # a command-line value that a config model refuses
+            _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
+                            for e in exc.errors()))
 
     return wrapper
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
 
 
 def _data_config(source: str, format: str, items: Optional[Path], kcore: Optional[int]):
@@ -49,8 +57,10 @@ def data_prepare(
     out: Path = typer.Option(Path("runs/data"), help="artifact folder to write"),
     format: str = typer.Option("auto", help="auto, default, p5, recbole, amazon2014/2018/2023"),
     items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
-    kcore: Optional[int] = typer.Option(None, help="k-core filter (default 5 for raw Amazon)"),
-    force: bool = typer.Option(False, help="rebuild even if up to date"),
+    kcore: Optional[int] = typer.Option(None, min=0,
+                                        help="k-core filter (default 5 for raw Amazon)"),
+    force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
+                               "that is not a dataset artifact"),
 ) -> None:
     """Read a dataset in any supported format and write the canonical artifact."""
     from .data.prepare import prepare_dataset
@@ -66,7 +76,8 @@ def data_stats(
     source: str = typer.Argument("default", help="'default', a data folder, file or artifact"),
     format: str = typer.Option("auto", help="auto, default, p5, recbole, amazon2014/2018/2023"),
     items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
-    kcore: Optional[int] = typer.Option(None, help="k-core filter (default 5 for raw Amazon)"),
+    kcore: Optional[int] = typer.Option(None, min=0,
+                                        help="k-core filter (default 5 for raw Amazon)"),
 ) -> None:
     """Print users, items, interactions and sequence-length statistics."""
     from .data.model import INFO_FILE, load_dataset
@@ -94,12 +105,13 @@ def tokenize_cmd(
     dataset: Path = typer.Argument(..., help="dataset artifact folder (from `di data prepare`)"),
     out: Path = typer.Option(Path("runs/sids"), help="artifact folder to write"),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                          help="run config whose [tokenize] table is used"),
+                                          help="run config whose \\[tokenize] table is used"),
     quantizer: Optional[str] = typer.Option(None, help="rkmeans, rqvae or a plugin's name"),
     levels: Optional[int] = typer.Option(None, help="code levels before the suffix"),
     codebook_size: Optional[int] = typer.Option(None, help="codes per level (default auto)"),
     balanced: Optional[bool] = typer.Option(None, help="balance the last level (LC-Rec)"),
-    force: bool = typer.Option(False, help="rebuild even if up to date"),
+    force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
+                               "that is not a sids artifact"),
 ) -> None:
     """Embed item texts and quantize them into collision-free semantic IDs."""
     from .config import RunConfig, load_config
@@ -117,11 +129,11 @@ def tokenize_cmd(
     typer.echo((out / "stats.json").read_text(encoding="utf-8").strip())
 
 
-def _run_config(config: Optional[Path], workdir: Optional[Path]):
+def _run_config(config: Optional[Path], workdir: Optional[str]):
     from .config import RunConfig, load_config
 
     cfg = load_config(config) if config else RunConfig()
-    if workdir is not None:
+    if workdir is not None:  # a str, so that an empty value is seen (Path("") is ".")
         cfg.workdir = workdir
     return cfg
 
@@ -135,9 +147,11 @@ _CONFIG = typer.Option(None, "--config", "-c", help="TOML or YAML run config")
 def train_cmd(
     stage: str = typer.Option("sft", help="training stage: sft (rl comes in a later release)"),
     config: Optional[Path] = _CONFIG,
-    workdir: Optional[Path] = _WORKDIR,
+    workdir: Optional[str] = _WORKDIR,
     backbone: Optional[str] = typer.Option(None, help="t5, causal-lm or a plugin's name"),
     epochs: Optional[int] = typer.Option(None, help="override train.sft.epochs"),
+    force: bool = typer.Option(False, help="replace an <workdir>/sft that is not a training "
+                               "folder"),
 ) -> None:
     """Train the generative backbone on the run's SIDs (writes <workdir>/sft)."""
     from .errors import DeepInterestError
@@ -151,7 +165,7 @@ def train_cmd(
     if epochs is not None:
         cfg.train.sft.epochs = epochs
     w = Path(cfg.workdir)
-    result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft")
+    result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft", force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
         return
     state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"
@@ -163,7 +177,7 @@ def train_cmd(
 @_friendly
 def eval_cmd(
     config: Optional[Path] = _CONFIG,
-    workdir: Optional[Path] = _WORKDIR,
+    workdir: Optional[str] = _WORKDIR,
     checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
     beam: Optional[int] = typer.Option(None, help="beam width (default 20)"),
 ) -> None:
@@ -183,9 +197,9 @@ def eval_cmd(
 @_friendly
 def recommend_cmd(
     user: str = typer.Option(..., "--user", help="user id as in the dataset"),
-    k: int = typer.Option(10, "-k", help="how many items"),
+    k: int = typer.Option(10, "-k", min=1, help="how many items"),
     config: Optional[Path] = _CONFIG,
-    workdir: Optional[Path] = _WORKDIR,
+    workdir: Optional[str] = _WORKDIR,
     checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
 ) -> None:
     """Top-K next items for a user, with titles and scores (log-probabilities)."""
@@ -205,7 +219,7 @@ def recommend_cmd(
 @_friendly
 def run_cmd(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML or YAML run config"),
-    workdir: Optional[Path] = typer.Option(None, help="override the config's workdir"),
+    workdir: Optional[str] = typer.Option(None, help="override the config's workdir"),
 ) -> None:
     """Run the whole chain (default: the embedded dataset) and report each stage."""
     from .pipeline import run

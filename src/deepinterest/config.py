@@ -22,8 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .data.synthetic import SyntheticConfig
 from .errors import ConfigError
-
-DataFormat = Literal["auto", "default", "p5", "recbole", "amazon2014", "amazon2018", "amazon2023"]
+from .registry import available
 
 
 class StrictModel(BaseModel):
@@ -34,11 +33,22 @@ class DataConfig(StrictModel):
     """Where the interactions and item texts come from."""
 
     source: str = Field("default", description="'default' (embedded dataset) or a path")
-    format: DataFormat = "auto"
+    format: str = Field("auto", description="'auto' (guess), 'default' or a registered "
+                        "reader: p5, recbole, amazon2014/2018/2023 or a plugin's name")
     items: Path | None = Field(None, description="RecBole .item file (P5/RecBole sources)")
     meta: Path | None = Field(None, description="Amazon meta file (raw Amazon sources)")
     kcore: int | None = Field(None, ge=0, description="k-core filter; None = format default")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        # Readers register through entry points, so a plugin format is valid here too.
+        names = sorted(available("readers"))
+        if value not in ("auto", "default", *names):
+            raise ValueError(f"unknown data format {value!r}; use auto, default or a "
+                             f"registered reader: {', '.join(names) or 'none installed'}")
+        return value
 
 
 class SplitConfig(StrictModel):
@@ -140,6 +150,14 @@ class RunConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @field_validator("workdir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # Path("") is the current folder: an empty value would spread a run's folders there.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("workdir is empty; name the run folder, e.g. runs/NAME")
+        return value
+
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
@@ -210,8 +228,8 @@ def load_config(path: str | Path) -> RunConfig:
     return _resolve_paths(cfg, path.parent)
 
 
-def save_config(cfg: BaseModel, path: str | Path) -> None:
-    """Write a config as TOML-free JSON-compatible YAML (readable and reloadable)."""
+def save_config(cfg: BaseModel, path: str | Path, *, header: str = "") -> None:
+    """Write a config as YAML (readable and reloadable), after an optional comment header."""
     from .artifacts import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(path, header + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -5,10 +5,10 @@ its beam (item positions, best first), a scoring model hands over a score
 for every item. With one target per user, HR@K = Recall@K and
 NDCG@K = 1 / log2(rank + 2) for a target at 0-based ``rank < K``, else 0.
 
-Ties (GUIDE.md section 6): :func:`ranks_from_scores` counts every other item
-whose score equals the target's as ranked above it, so ties never help the
-model. Ranked lists must not repeat an item; a repeat is a bug upstream and
-raises.
+Ties (the evaluation protocol of docs/data.md): :func:`ranks_from_scores`
+counts every other item whose score equals the target's as ranked above it,
+so ties never help the model. Ranked lists must not repeat an item; a
+repeat is a bug upstream and raises.
 """
 
 from __future__ import annotations

@@ -6,18 +6,27 @@ same entry-point groups a plugin package would use, e.g.::
     [project.entry-points."deepinterest.quantizers"]
     my-pq = "my_package.pq:ProductQuantizer"
 
-so a plugin adds a quantizer (or reader, miner, ...) without touching this
-repository. ``create("quantizers", "rkmeans", levels=3)`` builds one.
+so a plugin adds a quantizer (or reader, encoder, miner, ...) without touching
+this repository. ``create("quantizers", "rkmeans", levels=3)`` builds one.
 """
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable
 
 from .errors import DeepInterestError
 
 GROUP_PREFIX = "deepinterest."
+
+_KEYWORD = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def kinds() -> list[str]:
+    """Every kind (``quantizers``, ``readers``, ...) that has at least one entry point."""
+    groups = entry_points().groups
+    return sorted(g.removeprefix(GROUP_PREFIX) for g in groups if g.startswith(GROUP_PREFIX))
 
 
 def available(kind: str) -> dict[str, Any]:
@@ -34,10 +43,34 @@ def get(kind: str, name: str) -> Any:
     return found[name].load()
 
 
-def create(kind: str, name: str, **options: Any) -> Any:
-    """Instantiate the component ``name`` with keyword options."""
-    factory = get(kind, name)
+def check_options(factory: Callable[..., Any], options: dict[str, Any], *, what: str) -> None:
+    """Raise a :class:`DeepInterestError` naming unknown or missing keyword options.
+
+    Checked against the signature before the call, so a ``TypeError`` raised
+    by a bug inside the constructor is never mistaken for a bad option.
+    """
     try:
-        return factory(**options)
-    except TypeError as exc:  # an unknown option: say which component rejected it
-        raise DeepInterestError(f"{kind[:-1]} {name!r} rejected its options {options}: {exc}") from exc
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature (a C builtin): let it decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in _KEYWORD]
+    unknown = sorted(set(options) - set(accepted))
+    missing = [p.name for p in params if p.kind in _KEYWORD and p.default is p.empty
+               and p.name not in options]
+    if unknown or missing:
+        problem = (f"unknown option(s) {', '.join(unknown)}" if unknown
+                   else f"missing required option(s) {', '.join(missing)}")
+        raise DeepInterestError(f"{what}: {problem}; it accepts: {', '.join(accepted) or 'none'}")
+
+
+def create(kind: str, name: str, /, **options: Any) -> Any:
+    """Instantiate the component ``name`` with keyword options.
+
+    ``kind`` and ``name`` are positional-only, so a component may itself take
+    options called ``name`` or ``kind`` (an encoder's model name, for one).
+    """
+    factory = get(kind, name)
+    check_options(factory, options, what=f"{kind[:-1]} {name!r}")
+    return factory(**options)

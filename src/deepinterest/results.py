@@ -1,8 +1,11 @@
 """Result records: every figure a doc cites comes from one of these JSON files.
 
-A benchmark or evaluation run calls :func:`write_record`, which adds the
+A benchmark or evaluation run calls :func:`write_record` (or
+:func:`record_and_print`, which also prints the figures), which adds the
 machine, the date and the package version, and writes
-``benchmarks/results/<name>.json``. ``docs/results.md`` is generated from the
+``benchmarks/results/<name>.json``. The record's command names its paths
+relative to the repository root, so it reads the same on every checkout and
+leaks no one's home or scratch folder. ``docs/results.md`` is generated from the
 records by :func:`render_page` (``python benchmarks/build_results.py``), never
 typed by hand, so a number in the docs always has a run and a command behind it.
 """
@@ -13,6 +16,8 @@ import datetime as _dt
 import json
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,51 @@ def default_results_dir() -> Path:
     return Path(os.environ.get(RESULTS_DIR_ENV, "benchmarks/results"))
 
 
+def repository_root() -> Path:
+    """The checkout holding this package (a source install), else the nearest folder
+    from the current directory up that holds ``pyproject.toml``, else the current directory."""
+    here, cwd = Path(__file__).resolve(), Path.cwd().resolve()
+    for folder in (*here.parents, cwd, *cwd.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "benchmarks").is_dir():
+            return folder
+    return cwd
+
+
+def _names_path(value: str, root: Path, cwd: Path) -> bool:
+    """Absolute, or (run outside ``root``) an existing path from ``cwd``: a label such as
+    ``--method 'T5 a/b'`` must not be rewritten just because it holds a slash."""
+    if not value or Path(value).is_absolute():
+        return bool(value)
+    try:
+        return cwd != root and (cwd / value).exists()
+    except OSError:  # e.g. a long label is no valid file name
+        return False
+
+
+def _relative_token(token: str, root: Path, cwd: Path) -> str:
+    """``token`` with its path (or the one after ``--flag=``) made relative to ``root``."""
+    flag, eq, value = token.partition("=") if token.startswith("-") else ("", "", token)
+    if not _names_path(value, root, cwd):
+        return token
+    return flag + eq + os.path.relpath(cwd / value, root)
+
+
+def relative_command(command: str, root: str | Path | None = None) -> str:
+    """``command`` with its paths relative to ``root`` (default :func:`repository_root`)."""
+    base = Path(root).resolve() if root is not None else repository_root()
+    cwd = Path.cwd().resolve()
+    try:
+        tokens = shlex.split(command)
+    except ValueError:  # unbalanced quotes: keep the text rather than lose the record
+        return command
+    return shlex.join(_relative_token(t, base, cwd) for t in tokens)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """``python`` + this process's arguments (``argv``, default ``sys.argv``), shell-quoted."""
+    return shlex.join(["python", *(sys.argv if argv is None else argv)])
+
+
 def write_record(
     *,
     name: str,
@@ -65,11 +115,16 @@ def write_record(
     method: str,
     figures: dict[str, Any],
     seconds: float,
-    command: str,
+    command: str | None = None,
     notes: str = "",
     directory: str | Path | None = None,
+    root: str | Path | None = None,
 ) -> Path:
-    """Write one result record and return its path."""
+    """Write one result record and return its path.
+
+    ``command`` defaults to this process's :func:`command_line`; its paths are
+    stored relative to ``root`` (default: :func:`repository_root`).
+    """
     from . import __version__
 
     record = ResultRecord(
@@ -78,7 +133,7 @@ def write_record(
         method=method,
         figures=figures,
         seconds=round(float(seconds), 3),
-        command=command,
+        command=relative_command(command_line() if command is None else command, root),
         machine=machine_description(),
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
@@ -88,6 +143,16 @@ def write_record(
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     atomic_write_text(path, json.dumps(record.model_dump(), indent=2) + "\n")
+    return path
+
+
+def record_and_print(*, figures: dict[str, Any], **record: Any) -> Path:
+    """:func:`write_record` (same keywords), then print its path and each figure."""
+    path = write_record(figures=figures, **record)
+    print(path)
+    width = max(map(len, figures), default=0)
+    for key, value in figures.items():
+        print(f"{key:>{width}}  {_format_value(value)}")
     return path
 
 

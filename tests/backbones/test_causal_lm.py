@@ -16,6 +16,8 @@ from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 from deepinterest.backbones.base import BOS, EOS, PAD, HistoryBatch, SIDCatalog, pad_histories
 from deepinterest.backbones.causal_lm import CausalLMBackbone, sid_token_strings, smollm2_path
+from deepinterest.backbones.causal_lm_prompts import TITLE_CHARS, history_prompt, pack
+from deepinterest.backbones.hf_cache import cache_from, plain_kv
 from deepinterest.backbones.decoding import constrained_beam_search
 from deepinterest.backbones.trie import SIDTrie
 from deepinterest.errors import DeepInterestError
@@ -111,6 +113,35 @@ def test_sid_tokens_are_added_and_tokenized_whole():
 
 def _embeddings(model: CausalLMBackbone) -> tuple[torch.nn.Module, torch.nn.Module]:
     return model.model.get_input_embeddings(), model.model.get_output_embeddings()
+
+
+def test_pack_left_pads_prompts_and_appends_answers():
+    ids, mask = pack([[5, 6, 7], [8]], [[1, 2], [3]], pad=0)
+    assert ids.tolist() == [[5, 6, 7, 1, 2], [0, 0, 8, 3, 0]]  # answers start in one column
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 1, 1, 0]]
+    ids, mask = pack([[5, 6, 7], [8]], None, pad=9)
+    assert ids.tolist() == [[5, 6, 7], [9, 9, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_history_prompt_cuts_titles_to_one_short_line():
+    text = history_prompt(["<a_1>"], ["  long\n" + "x" * 500])
+    assert text.endswith("<a_1> long " + "x" * (TITLE_CHARS - 5))
+    assert history_prompt(["<a_1>", "<a_2>"]).endswith("<a_1>, <a_2>")
+
+
+def test_kv_cache_copy_round_trips():
+    kv = tuple((torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4)) for _ in range(2))
+    again = plain_kv(cache_from(kv))
+    assert again is not None and all(torch.equal(a, b) for pair, other in zip(kv, again)
+                                     for a, b in zip(pair, other))
+    assert plain_kv(object()) is None  # not a layered cache: the recompute fallback
+
+
+def test_entry_point_loads_the_backbone():
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="deepinterest.backbones") if e.name == "causal-lm"]
+    assert entry.load() is CausalLMBackbone
 
 
 def test_titles_in_prompt_and_history_truncation():

@@ -9,7 +9,9 @@ what ``T5ForConditionalGeneration.generate`` scores.
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +19,23 @@ from transformers import LogitsProcessorList, T5Config, T5ForConditionalGenerati
 
 from deepinterest.backbones.base import BOS, EOS, PAD, HistoryBatch, SIDCatalog
 from deepinterest.backbones.decoding import BeamResult, constrained_beam_search
-from deepinterest.backbones.hf_logits import SIDTrieLogitsProcessor, make_prefix_allowed_tokens_fn
 from deepinterest.backbones.trie import SIDTrie
 from deepinterest.errors import DeepInterestError
+
+
+def _benchmark_module(name: str):
+    """A module of ``benchmarks/`` (not part of the package), loaded from its file."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The Hugging Face generate constraints live beside bench_decoding, which compares against them.
+_hf = _benchmark_module("hf_constraints")
+SIDTrieLogitsProcessor = _hf.SIDTrieLogitsProcessor
+make_prefix_allowed_tokens_fn = _hf.make_prefix_allowed_tokens_fn
 
 
 class TinyT5:

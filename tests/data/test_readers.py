@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from deepinterest import registry
+from deepinterest.config import DataConfig
+from deepinterest.data.prepare import DEFAULT_KCORE, Source, read_source, resolve_source
 from deepinterest.data.readers import read_p5, read_recbole, read_recbole_items
 from deepinterest.errors import DataError
 
@@ -94,3 +97,52 @@ def test_truncated_gzip(tmp_path):
     path.write_bytes(blob[: len(blob) // 2])
     with pytest.raises(DataError, match="cannot read the file"):
         read_p5(path)
+
+
+# ------------------------------------------------------------------ dispatch through the registry
+
+
+def test_p5_refuses_a_kcore(tmp_path):
+    seq = _write(tmp_path / "user_sequence.txt", "u1 A B\n")
+    assert read_p5(seq, kcore=0).stats().interactions == 2
+    with pytest.raises(DataError, match="user_sequence.txt: k-core filtering needs timestamps"):
+        read_p5(seq, kcore=2)
+
+
+def test_read_source_finds_the_reader_in_the_registry(tmp_path):
+    _write(tmp_path / "user_sequence.txt", "u1 A B C\nu2 C A\n")
+    _items(tmp_path)
+    src = resolve_source(str(tmp_path))
+    assert src.format == "p5" and src.side == tmp_path / "x.item"
+    assert read_source(src).stats().interactions == 5
+    with pytest.raises(DataError, match="drop --kcore"):
+        read_source(src, kcore=5)
+
+
+def test_a_plugin_reader_gets_the_shared_call_shape_and_its_default_kcore(tmp_path, monkeypatch):
+    calls = []
+
+    def plugin(main, side, *, kcore=7):
+        calls.append((main, side, kcore))
+        return "dataset"
+
+    real_get = registry.get
+    monkeypatch.setattr(registry, "get", lambda kind, name: plugin if name == "mine" else
+                        real_get(kind, name))
+    src = Source("mine", tmp_path / "a", None)
+    assert read_source(src) == "dataset" and read_source(src, kcore=0) == "dataset"
+    assert calls == [(tmp_path / "a", None, 7), (tmp_path / "a", None, 0)]
+
+
+def test_default_kcore_comes_from_each_readers_signature():
+    built_in = {"amazon2014": 5, "amazon2018": 5, "amazon2023": 5, "p5": 0, "recbole": 0}
+    assert {name: DEFAULT_KCORE[name] for name in built_in} == built_in
+    assert set(built_in) <= set(DEFAULT_KCORE)
+    assert DEFAULT_KCORE.get("default", 0) == 0
+
+
+def test_unknown_format_lists_the_registered_readers():
+    assert DataConfig(format="recbole").format == "recbole"
+    with pytest.raises(ValueError, match="unknown data format 'p6'; use auto, default or a "
+                       "registered reader: amazon2014, .*p5, recbole"):
+        DataConfig(format="p6")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from deepinterest.data.synthetic import (
-    BRANDS, FILLERS, MOTIVATIONS, ONE_PHRASE, PRODUCT_TYPES, STYLES, TWO_PHRASES,
-    SyntheticConfig, generate,
-)
+from deepinterest.data.synthetic import SyntheticConfig, generate, load_catalog
 
+CATALOG = load_catalog()
+MOTIVATIONS, PRODUCT_TYPES = CATALOG.motivations, CATALOG.product_types
+_PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 SMALL = SyntheticConfig(n_items=150, n_users=200, seed=3)
 
 
@@ -80,7 +81,7 @@ def test_item_fields_are_strings(default):
     for item in default.items:
         assert set(item.fields) == {"title", "brand", "categories", "price", "description"}
         assert all(isinstance(v, str) and v for v in item.fields.values())
-        assert item.fields["brand"] in BRANDS and item.fields["title"].startswith(
+        assert item.fields["brand"] in CATALOG.brands and item.fields["title"].startswith(
             item.fields["brand"])
         assert 1 <= item.fields["description"].count(".") - item.fields["description"].count(
             "26.2") <= 3
@@ -102,7 +103,8 @@ def test_evidence_phrases_are_exclusive_and_absent_from_surface_text():
     assert len({p for _, p in phrases}) == len(phrases)
     for mid, p in phrases:  # no phrase hides inside another motivation's phrase
         assert not [q for other, q in phrases if other != mid and p in q], p
-    surface = [*FILLERS, *ONE_PHRASE, *TWO_PHRASES, *STYLES, *BRANDS]
+    surface = [*CATALOG.fillers, *CATALOG.one_phrase, *CATALOG.two_phrases, *CATALOG.styles,
+               *CATALOG.brands]
     surface += [x for t in PRODUCT_TYPES for x in (t.noun, t.title, t.categories, *t.materials)]
     for text in surface:
         assert not [p for _, p in phrases if p in text.lower()], text
@@ -153,7 +155,7 @@ def test_budget_motivation_is_priced_lower(default):
         lo, hi = ranges[t]
         price = float(item.fields["price"])
         assert lo <= price <= hi + 1
-        rel[m == "first-apartment"].append((price - lo) / (hi - lo))
+        rel[m == CATALOG.budget_motivation].append((price - lo) / (hi - lo))
     assert sum(rel[True]) / len(rel[True]) < 0.5 * sum(rel[False]) / len(rel[False])
 
 
@@ -228,6 +230,18 @@ def test_planted_is_json_and_consistent(default):
                                       planted["items"][default.items[i].id]["motivations"])
     noise = sum(x is None for f in planted["users"].values() for x in f["intents"])
     assert 0.1 < noise / default.num_interactions < 0.2
+
+
+# --- the catalogue ships as package data -----------------------------------------------------
+
+def test_catalogue_is_package_data_loaded_once():
+    assert load_catalog() is CATALOG  # parsed once per process
+    assert len(MOTIVATIONS) == SyntheticConfig().n_motivations == 16
+    assert len(PRODUCT_TYPES) == 29 and CATALOG.budget_motivation in {m.id for m in MOTIVATIONS}
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(_PYPROJECT, "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["deepinterest"]
+    assert "data/*.json" in package_data, "a wheel must carry default_catalog.json"
 
 
 def test_generate_is_fast():

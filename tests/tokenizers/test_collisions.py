@@ -1,4 +1,4 @@
-"""Suffix codes, collision statistics and the balanced last level (GUIDE section 4)."""
+"""Suffix codes, collision statistics and the balanced last level (docs/tokenizers.md)."""
 
 import pytest
 import torch

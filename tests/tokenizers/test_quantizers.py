@@ -1,4 +1,4 @@
-"""Quantizer invariants: k-means, residual k-means and RQ-VAE (GUIDE sections 3 and 7)."""
+"""Quantizer invariants: k-means, residual k-means and RQ-VAE (docs/tokenizers.md)."""
 
 import math
 

@@ -94,7 +94,8 @@ def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path
     work = tmp_path / "work"
     for part in ("dataset", "sids"):
         shutil.copytree(root / "work" / part, work / part)
-    (work / "sft").mkdir()
+    (work / "sft").mkdir()  # a training folder of ours, started with another config
+    (work / "sft" / "stage.json").write_text('{"stage": "train-sft", "config": "other"}')
     (work / "sft" / "stale.txt").write_text("from another config")  # must be cleared once
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

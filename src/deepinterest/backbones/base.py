@@ -140,9 +140,20 @@ def pad_histories(histories: list[tuple[int, ...]], length: int) -> torch.Tensor
 
 @runtime_checkable
 class GenerativeBackbone(Protocol):
-    """SID histories in, next-SID token scores out (GUIDE.md section 3)."""
+    """SID histories in, next-SID token scores out (arXiv 2602.18907; docs/training.md).
+
+    Every member declared here is one the SFT trainer calls: the decode
+    protocol, plus ``save``/``load`` for checkpoints and ``catalog``.
+    """
 
     catalog: SIDCatalog
+
+    def save(self, folder: str | Path) -> None:
+        """Write everything ``load`` needs (weights, options, ``backbone.json``) to ``folder``."""
+
+    @classmethod
+    def load(cls, folder: str | Path, catalog: SIDCatalog) -> GenerativeBackbone:
+        """Rebuild a saved backbone; ``catalog`` must match the one it was trained on."""
 
     def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
         """Teacher-forced cross-entropy of the target items' SID tokens (training)."""

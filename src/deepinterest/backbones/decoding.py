@@ -2,8 +2,8 @@
 
 Drives any :class:`~deepinterest.backbones.base.GenerativeBackbone` through
 its decode protocol (``start`` once, ``expand`` to the beams, one ``step`` per
-SID position) and returns each user's best ``k`` distinct items (GUIDE.md
-section 6: beam 20, top 10).
+SID position) and returns each user's best ``k`` distinct items (beam 20,
+top 10 in the evaluation protocol of docs/data.md).
 
 Design decisions:
 

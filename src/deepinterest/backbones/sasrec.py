@@ -1,4 +1,4 @@
-"""SASRec (Kang & McAuley, ICDM 2018): the non-generative baseline (GUIDE.md section 3).
+"""SASRec (Kang & McAuley, ICDM 2018): the non-generative baseline (docs/training.md).
 
 A causal transformer over item indices: item embedding + learned position
 embedding, ``layers`` pre-LN blocks with causal self-attention, a final
@@ -9,7 +9,7 @@ Design decisions and departures from the paper:
 
 - Loss: full-softmax cross-entropy over all items at every position (the
   trainer's job), not the paper's one-negative binary cross-entropy; this is
-  what lifts SASRec above its published Beauty numbers (GUIDE.md section 5;
+  what lifts SASRec above its published Beauty numbers (docs/results.md;
   Klenitskiy & Vasilev, RecSys 2023, "Turning Dross Into Gold Loss").
 - Positions count from the right: histories are right-aligned (left padding,
   ``PAD_ITEM`` = -1, as :func:`~deepinterest.backbones.base.pad_histories`

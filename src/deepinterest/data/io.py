@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -83,23 +84,46 @@ def read_tsv_with_header(path: str | Path) -> tuple[list[str], Iterator[tuple[in
     starts, fields). Rows with the wrong number of fields raise DataError.
     """
     path = Path(path)
-    text = "\n".join(t for _, t in _iter_raw(path))
-    reader = csv.reader(io.StringIO(text), delimiter="\t", quotechar='"')
+    lines = [t for _, t in _iter_raw(path)]
+    # Item descriptions can be long; the csv module's default cap (128 KiB a field)
+    # would turn one long field into an anonymous _csv.Error.
+    csv.field_size_limit(sys.maxsize)
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter="\t", quotechar='"')
     header = next(reader, None)
     if not header:
         raise DataError(path, "the file is empty", hint="point to a file with a header line")
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        start = reader.line_num + 1
+        start, last = reader.line_num + 1, None
         for row in reader:
             if row and len(row) != len(header):
                 raise DataError(path, f"expected {len(header)} tab-separated fields, found "
                                 f"{len(row)}", line=start, hint="check quoting and tabs")
             if row:
+                last = (start, row)
                 yield start, row
             start = reader.line_num + 1
+        if last is not None and any("\n" in field for field in last[1]):
+            _check_closed_quote(path, lines, last[0])
 
     return header, rows()
+
+
+def _check_closed_quote(path: Path, lines: list[str], start: int) -> None:
+    """Raise when the row starting at ``start`` runs to the end inside an open quote.
+
+    The lenient reader takes an unclosed quote as a field holding every later
+    line, so the rows after it vanish and the error would surface far away (an
+    "unknown item" in another file). Strict parsing of that one row tells.
+    """
+    segment = io.StringIO("\n".join(lines[start - 1:]))
+    try:
+        list(csv.reader(segment, delimiter="\t", quotechar='"', strict=True))
+    except csv.Error as exc:
+        if "end of data" in str(exc):
+            raise DataError(path, "a quote opened in this row is never closed, so every line "
+                            "after it was read as one field", line=start,
+                            hint="close the quote or remove it") from None
 
 
 def _iter_raw(path: Path) -> Iterator[tuple[int, str]]:
@@ -108,8 +132,10 @@ def _iter_raw(path: Path) -> Iterator[tuple[int, str]]:
     with _open_binary(path) as handle:
         try:
             for number, raw in enumerate(handle, start=1):
+                # utf-8-sig on the first line: a byte-order mark is not part of the first id.
+                codec = "utf-8-sig" if number == 1 else "utf-8"
                 try:
-                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                    yield number, raw.decode(codec).rstrip("\r\n")
                 except UnicodeDecodeError as exc:
                     raise DataError(path, f"not UTF-8 text (byte {exc.start} of the line)",
                                     line=number, hint="re-encode the file as UTF-8") from exc

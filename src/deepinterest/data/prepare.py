@@ -9,13 +9,18 @@ the first line. ``format=`` skips the guess.
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import registry
 from ..artifacts import (
     StageResult,
     atomic_dir,
+    check_output,
+    claim_output,
     fingerprint_paths,
     is_up_to_date,
     write_manifest,
@@ -24,8 +29,25 @@ from ..errors import DataError
 from .io import iter_json_records
 from .model import Dataset, save_dataset
 
-# Raw Amazon dumps are not k-core filtered; P5/RecBole copies usually already are.
-DEFAULT_KCORE = {"amazon2014": 5, "amazon2018": 5, "amazon2023": 5, "recbole": 0}
+
+class _ReaderKcore(Mapping[str, int]):
+    """Format -> the k-core its registered reader applies when none is given: the
+    reader's own ``kcore`` default, so a plugin reader declares its own."""
+
+    def __getitem__(self, fmt: str) -> int:
+        if fmt not in registry.available("readers"):
+            raise KeyError(fmt)
+        return _default_kcore(registry.get("readers", fmt))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(registry.available("readers")))
+
+    def __len__(self) -> int:
+        return len(registry.available("readers"))
+
+
+# Raw Amazon dumps are not k-core filtered (5); P5/RecBole copies usually already are (0).
+DEFAULT_KCORE: Mapping[str, int] = _ReaderKcore()
 
 
 @dataclass(frozen=True)
@@ -67,8 +89,9 @@ def _detect_file(path: Path) -> str:
         return _amazon_json_kind(path)
     if name.endswith(".txt"):
         return "p5"
+    formats = ", ".join(sorted(registry.available("readers")))
     raise DataError(path, "cannot tell the data format from the file name",
-                    hint="pass --format (p5, recbole, amazon2014, amazon2018, amazon2023)")
+                    hint=f"pass --format ({formats})")
 
 
 def _detect_folder(folder: Path) -> Path:
@@ -98,45 +121,59 @@ def resolve_source(source: str, *, format: str = "auto", side: Path | None = Non
 
 
 def read_source(src: Source, *, kcore: int | None = None, synthetic=None) -> Dataset:
-    """Read a resolved source into the in-memory dataset model."""
+    """Read a resolved source with the reader registered under its format.
+
+    Every reader shares one call shape, ``reader(main, side, *, kcore)``;
+    ``kcore=None`` takes the reader's own default (5 for raw Amazon dumps,
+    0 for P5/RecBole copies, which are usually already filtered).
+    """
     if src.format == "default":
         from .synthetic import generate
 
         return generate(synthetic)
-    k = DEFAULT_KCORE.get(src.format, 0) if kcore is None else kcore
-    if src.format == "p5":
-        from .readers import read_p5
-
-        if k:
-            raise DataError(src.main, "k-core filtering needs timestamps; P5 files are "
-                            "already filtered", hint="drop --kcore for P5 sources")
-        return read_p5(src.main, src.side, name=src.main.parent.name)
-    if src.format == "recbole":
-        from .readers import read_recbole
-
-        return read_recbole(src.main, src.side, kcore=k)
-    from . import amazon
-
-    reader = getattr(amazon, f"read_{src.format}")
+    reader = registry.get("readers", src.format)
+    k = _default_kcore(reader) if kcore is None else kcore
     return reader(src.main, src.side, kcore=k)
 
 
+def _default_kcore(reader) -> int:
+    param = inspect.signature(reader).parameters.get("kcore")
+    return 0 if param is None or param.default is param.empty else param.default
+
+
 def prepare_dataset(cfg, out: str | Path, *, force: bool = False) -> StageResult:
-    """Write the dataset artifact for a :class:`~deepinterest.config.DataConfig`."""
-    out = Path(out)
+    """Write the dataset artifact for a :class:`~deepinterest.config.DataConfig`.
+
+    ``force`` rebuilds an up-to-date artifact and lets ``out`` replace a folder
+    that is not a dataset artifact (see :func:`~deepinterest.artifacts.check_output`).
+    """
+    out = check_output(out, "data", force=force)
     src = resolve_source(cfg.source, format=cfg.format, side=cfg.items or cfg.meta)
     files = [p for p in (src.main, src.side) if p is not None]
     inputs = {"source": fingerprint_paths(files) if files else "embedded"}
     config = {**cfg.model_dump(mode="json"), "resolved_format": src.format}
-    if not force and is_up_to_date(out, config=config, inputs=inputs):
-        return StageResult("data", out, True, 0.0, {})
-    start = time.perf_counter()
-    dataset = read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
-    stats = dataset.stats()
-    counts = {"users": stats.users, "items": stats.items, "interactions": stats.interactions}
-    with atomic_dir(out) as tmp:
-        save_dataset(dataset, tmp)
-        seconds = time.perf_counter() - start
-        write_manifest(tmp, stage="data", config=config, inputs=inputs, counts=counts,
-                       seconds=seconds)
+    with claim_output(out, "data", force=force):
+        if not force and is_up_to_date(out, config=config, inputs=inputs):
+            return StageResult("data", out, True, 0.0, {})
+        start = time.perf_counter()
+        dataset = read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
+        stats = dataset.stats()
+        _check_not_empty(src, stats, cfg.kcore)
+        counts = {"users": stats.users, "items": stats.items,
+                  "interactions": stats.interactions}
+        with atomic_dir(out) as tmp:
+            save_dataset(dataset, tmp)
+            seconds = time.perf_counter() - start
+            write_manifest(tmp, stage="data", config=config, inputs=inputs, counts=counts,
+                           seconds=seconds)
     return StageResult("data", out, False, seconds, counts)
+
+
+def _check_not_empty(src: Source, stats, kcore: int | None) -> None:
+    """An empty dataset is an error here, not a puzzle for the tokenize stage."""
+    if stats.users and stats.items:
+        return
+    k = DEFAULT_KCORE.get(src.format, 0) if kcore is None else kcore
+    cause = f"the {k}-core filter removed every user" if k else "no user has an interaction"
+    raise DataError(src.main or "default", f"{cause}: the dataset would be empty",
+                    hint="lower --kcore (0 turns the filter off)" if k else "check the source")

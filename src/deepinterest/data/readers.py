@@ -72,14 +72,20 @@ def read_recbole_items(path: str | Path) -> list[Item]:
 
 
 def read_p5(
-    sequences: str | Path, items: str | Path | None = None, *, name: str | None = None
+    sequences: str | Path, items: str | Path | None = None, *, kcore: int = 0,
+    name: str | None = None,
 ) -> Dataset:
     """A P5 ``user_sequence.txt`` plus an optional RecBole ``.item`` file of texts.
 
     Without an item file, items carry no text fields. With one, every item id
-    of the sequence file must have a row there.
+    of the sequence file must have a row there. ``kcore`` is in the signature
+    every registered reader shares; P5 files carry no timestamps (and are
+    already filtered), so only 0 is accepted.
     """
     sequences = Path(sequences)
+    if kcore:
+        raise DataError(sequences, "k-core filtering needs timestamps; P5 files are "
+                        "already filtered", hint="drop --kcore for P5 sources")
     catalogue = read_recbole_items(items) if items is not None else None
     known = {it.id for it in catalogue} if catalogue is not None else None
     users, order, seen_users = [], {}, set()
@@ -95,7 +101,8 @@ def read_p5(
         for item in seq:
             if known is not None and item not in known:
                 raise DataError(sequences, f"unknown item id {item!r} (not in {Path(items).name})",
-                                line=line, hint="the item file must list every item of the sequences")
+                                line=line,
+                                hint="the item file must list every item of the sequences")
             order.setdefault(item, len(order))
         users.append((user, seq))
     item_list = catalogue if catalogue is not None else [Item(i) for i in order]

@@ -1,4 +1,4 @@
-"""Leave-one-out splits (GUIDE.md section 6).
+"""Leave-one-out splits (the evaluation protocol of docs/data.md; TIGER, LC-Rec).
 
 For a user with items ``s[0..n-1]`` (oldest first):
 

@@ -1,10 +1,13 @@
 """The embedded default dataset: a small catalogue with planted deep interests.
 
 ``generate(SyntheticConfig())`` builds the dataset that ``di run`` and the
-examples use when no data is given. No file is shipped: the data is a pure
-function of the config (seed included), so every machine rebuilds the same
-bytes, and it is small enough (500 items, 1,200 users, ~10k interactions) for
-the whole pipeline to run in minutes on a laptop CPU.
+examples use when no data is given. No dataset file is shipped: the data is a
+pure function of the config (seed included) and of the literal tables in
+``default_catalog.json`` (package data beside this module: motivations,
+product types, brands, styles, filler sentences, phrase templates; read once
+by :func:`load_catalog`), so every machine rebuilds the same bytes, and it is
+small enough (500 items, 1,200 users, ~10k interactions) for the whole
+pipeline to run in minutes on a laptop CPU.
 
 What is planted
     A fixed catalogue of 16 latent motivations ("deep interests") such as
@@ -56,7 +59,9 @@ Ground truth
     (primary first), product type and the evidence phrases its description
     used, each user's motivations and the motivation that drove each position
     (``None`` for a noise step), and the generator version and config. Later
-    stages score mined interests against it.
+    stages score mined interests against it. It is the answer key: nothing
+    but this generator reads the catalogue's motivations, so a method is
+    measured on what it recovers from the item text.
 
 Departures and choices
     Randomness comes only from ``random.Random(seed).random()``, whose stream
@@ -71,9 +76,12 @@ Departures and choices
 from __future__ import annotations
 
 import bisect
+import functools
+import json
 import math
 import random
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -81,6 +89,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .model import Dataset, Item, from_sequences
 
 GENERATOR_VERSION = 1  # bump whenever the output for a given config changes
+CATALOG_FILE = "default_catalog.json"  # package data beside this module
 
 
 @dataclass(frozen=True)
@@ -107,195 +116,51 @@ class ProductType:
     materials: tuple[str, ...]
 
 
-def _m(id_, phrase, traits, uses, benefits, journey) -> Motivation:
-    split = lambda s: tuple(p.strip() for p in s.split("|"))  # noqa: E731
-    return Motivation(id_, phrase, split(traits), split(uses), split(benefits), split(journey))
+@dataclass(frozen=True)
+class Catalog:
+    """The literal tables the generator draws from (``default_catalog.json``)."""
+
+    motivations: tuple[Motivation, ...]
+    product_types: tuple[ProductType, ...]
+    styles: tuple[str, ...]  # title words between brand and material
+    brands: tuple[str, ...]
+    fillers: tuple[str, ...]  # motivation-free sentences; ``{brand}`` is filled in
+    one_phrase: tuple[str, ...]  # evidence templates: {t} trait, {u} use, {b} benefit,
+    two_phrases: tuple[str, ...]  # {n} product noun
+    budget_motivation: str  # priced in the lower part of each type's range
 
 
-MOTIVATIONS: tuple[Motivation, ...] = (
-    _m("quiet-focus", "quiet focus while studying",
-       "noise-dampening | distraction-free | focus-friendly",
-       "for long library sessions | for late-night revision | for deep study blocks",
-       "keeps your desk calm | helps you stay on task through exam season | shuts out a noisy dorm",
-       "notebook | pens | headphones | lamp | tea | mug"),
-    _m("runner-gift", "gift for a new runner",
-       "gift-boxed | beginner-runner | couch-to-5k",
-       "for someone lacing up their first running shoes | for a friend who just caught "
-       "the running bug | for a first parkrun",
-       "makes a thoughtful present for a first 5k | arrives ready to wrap with a runner's "
-       "gift card | welcomes a new runner to the sport",
-       "running shoes | socks | water bottle | snack bars | headphones | towel"),
-    _m("marathon", "training for a marathon",
-       "marathon-ready | long-run | race-pace",
-       "for high-mileage training weeks | for the final 10k of race day | for a "
-       "sixteen-week marathon plan",
-       "holds up over 26.2 miles | speeds recovery between long runs | keeps blisters "
-       "away on twenty-mile days",
-       "running shoes | socks | snack bars | water bottle | foam roller | bath salts | exercise mat"),
-    _m("better-sleep", "winding down for better sleep",
-       "sleep-promoting | wind-down | lights-out",
-       "for a slower bedtime routine | for restless nights | for drifting off sooner",
-       "helps you fall asleep faster | signals your body it is time to rest | eases you "
-       "out of screen time before bed",
-       "tea | candle | eye mask | pillow | blanket | socks"),
-    _m("first-apartment", "first apartment on a budget",
-       "budget-friendly | starter-kit | small-space",
-       "for a first apartment | for furnishing a studio on a shoestring | for a move-in "
-       "day checklist",
-       "stretches a tight moving budget | fits a compact rental kitchen | covers the "
-       "basics without overspending",
-       "storage bins | skillet | knife set | mug | towel | lamp | blanket | planter"),
-    _m("camping", "weekend camping trip",
-       "campsite-tough | trail-packable | weatherproof",
-       "for nights under canvas | for a weekend at the campsite | for the campfire circle",
-       "packs down small for the trailhead | shrugs off a damp tent floor | keeps you "
-       "cozy by the campfire",
-       "backpack | water bottle | blanket | lamp | skillet | mug | gloves | snack bars"),
-    _m("new-baby", "new baby at home",
-       "newborn-safe | nursery-soft | baby-gentle",
-       "for late-night feeds | for the nursery | for new parents",
-       "soothes a fussy newborn | stands up to endless baby laundry | makes the first "
-       "weeks with a newborn easier",
-       "blanket | towel | socks | lotion | lamp | pillow | storage bins"),
-    _m("home-spa", "home spa evening",
-       "spa-grade | eucalyptus-infused | pampering",
-       "for a long soak in the tub | for a self-care Sunday | for an at-home facial night",
-       "turns your bathroom into a spa | melts away the week's tension | pairs perfectly "
-       "with a bubble bath",
-       "bath salts | towel | candle | lotion | eye mask | tea | wine glasses"),
-    _m("learning-to-cook", "learning to cook",
-       "beginner-cook | recipe-ready | first-recipe",
-       "for your first home-cooked meals | for cooking-class homework | for mastering "
-       "basic knife skills",
-       "makes weeknight recipes less intimidating | builds confidence at the stove | "
-       "forgives beginner mistakes",
-       "skillet | knife set | apron | serving board | notebook"),
-    _m("remote-work", "remote work from home",
-       "home-office | video-call-ready | all-day-desk",
-       "for back-to-back video meetings | for a kitchen-table office | for working from home",
-       "keeps you sharp through long workdays at home | looks tidy on camera | separates "
-       "work time from home time",
-       "headphones | lamp | mug | notebook | pillow | planter | pens"),
-    _m("yoga", "starting a yoga practice",
-       "non-slip | studio-quality | yoga-ready",
-       "for sun salutations | for a beginner vinyasa class | for a morning flow",
-       "steadies you in downward dog | supports deeper stretches | makes savasana more restful",
-       "exercise mat | towel | water bottle | foam roller | candle | blanket"),
-    _m("dinner-party", "hosting a dinner party",
-       "table-centerpiece | host-worthy | entertaining-ready",
-       "for hosting friends at dinner | for a festive dinner table | for serving a crowd",
-       "impresses guests at the table | sets the mood for a long dinner | makes hosting "
-       "feel effortless",
-       "serving board | wine glasses | candle | skillet | apron | knife set"),
-    _m("back-to-school", "back to school",
-       "classroom-ready | locker-sized | school-year",
-       "for the first day of school | for a new semester | for homework after class",
-       "survives a full school year | fits neatly in a school locker | keeps class "
-       "supplies organised",
-       "backpack | notebook | pens | water bottle | snack bars | lamp | headphones"),
-    _m("plant-care", "indoor plant care",
-       "plant-parent | root-healthy | humidity-boosting",
-       "for a windowsill jungle | for repotting day | for a growing houseplant collection",
-       "keeps your monstera thriving | stops overwatering before it starts | gives leafy "
-       "plants the light they crave",
-       "planter | gloves | lamp | storage bins | notebook"),
-    _m("long-haul-travel", "comfort on a long-haul flight",
-       "carry-on | jet-lag-fighting | travel-compact",
-       "for overnight flights | for a twelve-hour layover | for the window seat",
-       "makes economy class bearable | slips under the seat in front | helps you land rested",
-       "backpack | pillow | eye mask | headphones | socks | scarf | water bottle"),
-    _m("winter-commute", "cold-weather commuting",
-       "windproof | thermal-lined | frost-ready",
-       "for icy morning commutes | for waiting on a freezing platform | for the walk to "
-       "the office in January",
-       "keeps the chill out on the bike ride to work | stays warm through a snowy commute "
-       "| beats the winter wind chill",
-       "gloves | scarf | socks | mug | backpack | headphones | lotion"),
-)
+@functools.cache
+def load_catalog() -> Catalog:
+    """The catalogue shipped as package data, parsed once per process.
+
+    Its motivations are the answer key of the default dataset: only this
+    generator (and its tests) may read them; a miner must find them in the
+    item text.
+    """
+    text = resources.files(__package__).joinpath(CATALOG_FILE).read_text(encoding="utf-8")
+    raw = json.loads(text)
+    return Catalog(
+        motivations=tuple(_motivation(m) for m in raw["motivations"]),
+        product_types=tuple(_product_type(t) for t in raw["product_types"]),
+        **{k: tuple(raw[k]) for k in ("styles", "brands", "fillers", "one_phrase",
+                                      "two_phrases")},
+        budget_motivation=raw["budget_motivation"],
+    )
 
 
-def _t(name, noun, title, categories, lo, hi, materials) -> ProductType:
-    return ProductType(name, noun, title, categories, (lo, hi),
-                       tuple(m.strip() for m in materials.split("|")))
+def _motivation(raw: dict[str, Any]) -> Motivation:
+    lists = (tuple(raw[k]) for k in ("traits", "uses", "benefits", "journey"))
+    return Motivation(raw["id"], raw["phrase"], *lists)
 
 
-PRODUCT_TYPES: tuple[ProductType, ...] = (
-    _t("notebook", "notebook", "Notebook", "Office Products, Paper, Notebooks", 4, 25,
-       "Dot-Grid | Lined | Hardcover | Spiral"),
-    _t("pens", "set of pens", "Pen Set", "Office Products, Writing, Pens", 3, 30,
-       "Gel | Fineliner | Ballpoint | Brush"),
-    _t("headphones", "pair of headphones", "Headphones", "Electronics, Audio, Headphones",
-       20, 250, "Wireless | Over-Ear | On-Ear | Bluetooth"),
-    _t("lamp", "lamp", "Lamp", "Home, Lighting, Lamps", 12, 90,
-       "LED | Dimmable | Rechargeable | Brass"),
-    _t("tea", "tea blend", "Tea", "Grocery, Beverages, Tea", 4, 20,
-       "Chamomile | Green | Herbal | Loose-Leaf"),
-    _t("mug", "mug", "Mug", "Home, Kitchen, Mugs", 6, 35,
-       "Ceramic | Stoneware | Enamel | Insulated"),
-    _t("running shoes", "pair of running shoes", "Running Shoes",
-       "Sports, Footwear, Running Shoes", 45, 180, "Mesh | Cushioned | Neutral | Lightweight"),
-    _t("socks", "pair of socks", "Socks", "Clothing, Accessories, Socks", 4, 22,
-       "Merino | Cotton | Bamboo | Wool-Blend"),
-    _t("water bottle", "water bottle", "Water Bottle", "Sports, Hydration, Water Bottles",
-       8, 40, "Stainless | BPA-Free | Glass | Collapsible"),
-    _t("snack bars", "box of snack bars", "Snack Bars", "Grocery, Snacks, Bars", 5, 28,
-       "Oat | Nut | Protein | Fruit"),
-    _t("foam roller", "foam roller", "Foam Roller", "Sports, Fitness, Recovery", 12, 55,
-       "High-Density | Textured | Smooth | Vibrating"),
-    _t("candle", "candle", "Candle", "Home, Decor, Candles", 6, 45,
-       "Soy | Beeswax | Three-Wick | Tin"),
-    _t("eye mask", "eye mask", "Eye Mask", "Health, Sleep, Eye Masks", 5, 30,
-       "Silk | Contoured | Cotton | Weighted"),
-    _t("pillow", "pillow", "Pillow", "Home, Bedding, Pillows", 10, 70,
-       "Memory-Foam | Down-Alternative | Buckwheat | Inflatable"),
-    _t("blanket", "blanket", "Blanket", "Home, Bedding, Blankets", 15, 120,
-       "Fleece | Knit | Quilted | Sherpa"),
-    _t("storage bins", "set of storage bins", "Storage Bins", "Home, Storage, Bins", 10, 50,
-       "Fabric | Stackable | Woven | Plastic"),
-    _t("skillet", "skillet", "Skillet", "Home, Kitchen, Cookware", 15, 120,
-       "Cast-Iron | Nonstick | Carbon-Steel | Stainless-Steel"),
-    _t("towel", "towel", "Towel", "Home, Bath, Towels", 6, 45,
-       "Cotton | Microfiber | Waffle | Turkish"),
-    _t("bath salts", "jar of bath salts", "Bath Salts", "Beauty, Bath, Bath Salts", 6, 30,
-       "Epsom | Mineral | Himalayan | Dead-Sea"),
-    _t("lotion", "lotion", "Lotion", "Beauty, Skin Care, Lotions", 5, 35,
-       "Shea | Unscented | Oat | Aloe"),
-    _t("knife set", "knife set", "Knife Set", "Home, Kitchen, Cutlery", 20, 160,
-       "Forged | Stamped | Ceramic | Damascus"),
-    _t("apron", "apron", "Apron", "Home, Kitchen, Linens", 8, 40,
-       "Canvas | Linen | Denim | Cotton"),
-    _t("serving board", "serving board", "Serving Board", "Home, Kitchen, Serveware",
-       12, 80, "Acacia | Olive-Wood | Marble | Slate"),
-    _t("exercise mat", "exercise mat", "Exercise Mat", "Sports, Fitness, Mats", 15, 90,
-       "Cork | Rubber | TPE | Foldable"),
-    _t("backpack", "backpack", "Backpack", "Clothing, Bags, Backpacks", 20, 150,
-       "Canvas | Nylon | Roll-Top | 25L"),
-    _t("planter", "planter", "Planter", "Garden, Planters, Pots", 8, 60,
-       "Terracotta | Ceramic | Self-Watering | Hanging"),
-    _t("gloves", "pair of gloves", "Gloves", "Clothing, Accessories, Gloves", 8, 45,
-       "Fleece | Leather | Knit | Nitrile-Dipped"),
-    _t("scarf", "scarf", "Scarf", "Clothing, Accessories, Scarves", 10, 60,
-       "Cashmere | Knit | Flannel | Modal"),
-    _t("wine glasses", "set of wine glasses", "Wine Glasses", "Home, Kitchen, Glassware",
-       15, 90, "Crystal | Stemless | Hand-Blown | Tempered"),
-)
+def _product_type(raw: dict[str, Any]) -> ProductType:
+    return ProductType(raw["name"], raw["noun"], raw["title"], raw["categories"],
+                       tuple(raw["price"]), tuple(raw["materials"]))
 
-STYLES = ("Classic", "Everyday", "Essential", "Signature", "Original", "Modern", "Heritage",
-          "Studio")
-BRANDS = ("Northwind", "Alder & Co", "Brightfield", "Cobalt Lane", "Driftwood", "Elmstead",
-          "Fernhill", "Goldcrest", "Harbor Row", "Ironleaf", "Juniper Goods", "Kestrel",
-          "Larkspur", "Meadowgate", "Nimbus", "Oakridge", "Pinecrest", "Quillon", "Redfern",
-          "Saltmarsh", "Tidewater", "Umberly", "Vale & Vine", "Willowby")
-FILLERS = ("Easy to clean and built to last.", "Ships in plastic-free packaging.",
-           "Backed by a one-year warranty.", "Rated highly by verified buyers.",
-           "A customer favourite since launch.", "Simple design that suits any style.",
-           "Made from durable, responsibly sourced materials.", "Great value for everyday use.",
-           "Ships within two business days.", "Part of the {brand} core range.")
-# Evidence sentences: {t} trait, {u} use, {b} benefit, {n} product noun.
-ONE_PHRASE = ("This {t} {n} is ready when you are.", "Designed {u}.", "Made {u}.",
-              "It {b}.", "The {n} {b}.", "A {t} take on a familiar {n}.")
-TWO_PHRASES = ("This {t} {n} {b}.", "A {t} {n} made {u}.", "It {b}, especially {u}.")
-BUDGET_MOTIVATION = "first-apartment"  # priced in the lower part of each type's range
+
+def _motivation_count() -> int:
+    return len(load_catalog().motivations)
 
 
 class SyntheticConfig(BaseModel):
@@ -307,7 +172,8 @@ class SyntheticConfig(BaseModel):
     seed: int = Field(0, ge=0)
     n_items: int = Field(500, gt=0)
     n_users: int = Field(1200, gt=0)
-    n_motivations: int = Field(len(MOTIVATIONS), ge=2, le=len(MOTIVATIONS))
+    # Default: every motivation of the catalogue (read lazily; the upper bound is in _check).
+    n_motivations: int = Field(default_factory=_motivation_count, ge=2)
     min_length: int = Field(5, ge=3)  # leave-one-out needs train, valid and test items
     max_length: int = Field(20, ge=3)
     length_exponent: float = Field(1.0, ge=0)  # P(length = min + k - 1) ~ k^-exponent
@@ -326,7 +192,11 @@ class SyntheticConfig(BaseModel):
         if self.n_items < self.max_length:
             raise ValueError(f"n_items ({self.n_items}) < max_length ({self.max_length}): "
                              "items never repeat within a sequence")
-        cells = sum(len(m.journey) for m in MOTIVATIONS[: self.n_motivations])
+        available = _motivation_count()
+        if self.n_motivations > available:
+            raise ValueError(f"n_motivations ({self.n_motivations}) > the catalogue's "
+                             f"{available} motivations")
+        cells = sum(len(m.journey) for m in load_catalog().motivations[: self.n_motivations])
         if self.n_items < cells:
             raise ValueError(f"n_items must be at least {cells} (one item per motivation and "
                              f"product type for {self.n_motivations} motivations)")
@@ -387,35 +257,36 @@ def _plan_items(cfg: SyntheticConfig, rng: _Rng, motivations) -> list[_ItemPlan]
     return plans
 
 
-def _evidence_sentence(rng: _Rng, m: Motivation, noun: str, two: bool) -> tuple[str, list[str]]:
-    template = rng.pick(TWO_PHRASES if two else ONE_PHRASE)
+def _evidence_sentence(rng: _Rng, cat: Catalog, m: Motivation, noun: str,
+                       two: bool) -> tuple[str, list[str]]:
+    template = rng.pick(cat.two_phrases if two else cat.one_phrase)
     values = {"t": rng.pick(m.traits), "u": rng.pick(m.uses), "b": rng.pick(m.benefits)}
     used = [values[k] for k in "tub" if "{" + k + "}" in template]
     sentence = template.format(n=noun, **values)
     return sentence[0].upper() + sentence[1:], used
 
 
-def _make_item(rng: _Rng, item_id: str, plan: _ItemPlan, ptype: ProductType, brand: str,
-               by_id: dict[str, Motivation]) -> tuple[Item, list[str]]:
+def _make_item(rng: _Rng, cat: Catalog, item_id: str, plan: _ItemPlan, ptype: ProductType,
+               brand: str, by_id: dict[str, Motivation]) -> tuple[Item, list[str]]:
     primary = by_id[plan.motivations[0]]
     sentences, evidence = [], []
-    text, used = _evidence_sentence(rng, primary, ptype.noun, rng.random() < 0.35)
+    text, used = _evidence_sentence(rng, cat, primary, ptype.noun, rng.random() < 0.35)
     sentences.append(text)
     evidence += used
     if len(plan.motivations) > 1:
-        text, used = _evidence_sentence(rng, by_id[plan.motivations[1]], ptype.noun, False)
+        text, used = _evidence_sentence(rng, cat, by_id[plan.motivations[1]], ptype.noun, False)
         sentences.append(text)
         evidence += used
     for _ in range(rng.below(4 - len(sentences))):
-        filler = rng.pick(FILLERS).format(brand=brand)
+        filler = rng.pick(cat.fillers).format(brand=brand)
         if filler not in sentences:
             sentences.append(filler)
     rng.shuffle(sentences)
-    u = rng.random() ** 2 * (0.4 if primary.id == BUDGET_MOTIVATION else 1.0)
+    u = rng.random() ** 2 * (0.4 if primary.id == cat.budget_motivation else 1.0)
     lo, hi = ptype.price
     price = math.floor(lo + (hi - lo) * u) + 0.99
     fields = {
-        "title": f"{brand} {rng.pick(STYLES)} {rng.pick(ptype.materials)} {ptype.title}",
+        "title": f"{brand} {rng.pick(cat.styles)} {rng.pick(ptype.materials)} {ptype.title}",
         "brand": brand,
         "categories": ptype.categories,
         "price": f"{price:.2f}",
@@ -514,23 +385,42 @@ def _cover_unused(plans: list[_ItemPlan], seqs: list[list[int]], intents: list[l
 def generate(config: SyntheticConfig | None = None) -> Dataset:
     """Build the synthetic dataset described in the module docstring."""
     cfg = config or SyntheticConfig()
+    cat = load_catalog()
     rng = _Rng(cfg.seed)
-    motivations = MOTIVATIONS[: cfg.n_motivations]
+    motivations = cat.motivations[: cfg.n_motivations]
     by_id = {m.id: m for m in motivations}
-    ptypes = {t.name: t for t in PRODUCT_TYPES}
-    brands_of = {t.name: [BRANDS[(k * 5 + j) % len(BRANDS)] for j in range(6)]
-                 for k, t in enumerate(PRODUCT_TYPES)}
-
     plans = _plan_items(cfg, rng, motivations)
+    items, evidence = _make_items(cfg, cat, rng, plans, by_id)
+    cells, weights = _cells(cfg, plans)
+    walker = _Walker(cfg, rng, cells, weights, len(items), by_id)
+    users = _walk_users(cfg, rng, walker, [m.id for m in motivations])
+    _cover_unused(plans, users.seqs, users.intents)
+
+    planted = _planted(cfg, cat, motivations, items, plans, evidence, users)
+    sequences = [(uid, [items[i].id for i in seq]) for uid, seq in zip(users.ids, users.seqs)]
+    return from_sequences(cfg.name, items, sequences, attributes={"planted": planted})
+
+
+def _make_items(cfg: SyntheticConfig, cat: Catalog, rng: _Rng, plans: list[_ItemPlan],
+                by_id: dict[str, Motivation]) -> tuple[list[Item], list[list[str]]]:
+    """The items in plan order, with the evidence phrases each description used."""
+    # Each type draws from its own six brands, shifted by five per type so neighbours overlap.
+    brands_of = {t.name: [cat.brands[(k * 5 + j) % len(cat.brands)] for j in range(6)]
+                 for k, t in enumerate(cat.product_types)}
+    ptypes = {t.name: t for t in cat.product_types}
     width = max(4, len(str(cfg.n_items)))
     items, evidence = [], []
     for k, plan in enumerate(plans):
         brand = rng.pick(brands_of[plan.ptype])
-        item, used = _make_item(rng, f"I{k + 1:0{width}d}", plan, ptypes[plan.ptype], brand,
-                                by_id)
+        item, used = _make_item(rng, cat, f"I{k + 1:0{width}d}", plan, ptypes[plan.ptype],
+                                brand, by_id)
         items.append(item)
         evidence.append(used)
+    return items, evidence
 
+
+def _cells(cfg: SyntheticConfig, plans: list[_ItemPlan]):
+    """Items of each (motivation, type) cell and their Zipf draw weights."""
     cells: dict[tuple[str, str], list[int]] = {}
     weights: dict[tuple[str, str], dict[int, float]] = {}
     for i, plan in enumerate(plans):
@@ -539,30 +429,35 @@ def generate(config: SyntheticConfig | None = None) -> Dataset:
             key = (mid, plan.ptype)
             cells.setdefault(key, []).append(i)
             weights.setdefault(key, {})[i] = base * (cfg.secondary_weight if j else 1.0)
+    return cells, weights
 
-    walker = _Walker(cfg, rng, cells, weights, len(items), by_id)
-    ids = [m.id for m in motivations]
-    user_width = max(4, len(str(cfg.n_users)))
-    user_ids, user_motivations, seqs, intents = [], [], [], []
+
+@dataclass
+class _Users:
+    ids: list[str]
+    motivations: list[list[str]]
+    seqs: list[list[int]]
+    intents: list[list[str | None]]
+
+
+def _walk_users(cfg: SyntheticConfig, rng: _Rng, walker: _Walker, ids: list[str]) -> _Users:
+    """Every user's one or two motivations and the sequence their journeys give."""
+    width = max(4, len(str(cfg.n_users)))
+    users = _Users([], [], [], [])
     for u in range(cfg.n_users):
         mine = [rng.pick(ids)]
         if rng.random() < cfg.second_interest_rate:
             mine.append(rng.pick([m for m in ids if m != mine[0]]))
         seq, ints = walker.walk(mine, _length(cfg, rng))
-        user_ids.append(f"U{u + 1:0{user_width}d}")
-        user_motivations.append(mine)
-        seqs.append(seq)
-        intents.append(ints)
-    _cover_unused(plans, seqs, intents)
-
-    planted = _planted(cfg, motivations, items, plans, evidence, user_ids, user_motivations,
-                       intents)
-    sequences = [(uid, [items[i].id for i in seq]) for uid, seq in zip(user_ids, seqs)]
-    return from_sequences(cfg.name, items, sequences, attributes={"planted": planted})
+        users.ids.append(f"U{u + 1:0{width}d}")
+        users.motivations.append(mine)
+        users.seqs.append(seq)
+        users.intents.append(ints)
+    return users
 
 
-def _planted(cfg, motivations, items, plans, evidence, user_ids, user_motivations,
-             intents) -> dict[str, Any]:
+def _planted(cfg, cat: Catalog, motivations, items, plans, evidence,
+             users: _Users) -> dict[str, Any]:
     used_types = {t for m in motivations for t in m.journey}
     return {
         "generator": "deepinterest.data.synthetic",
@@ -571,10 +466,10 @@ def _planted(cfg, motivations, items, plans, evidence, user_ids, user_motivation
         "motivations": [{"id": m.id, "phrase": m.phrase, "evidence": list(m.evidence),
                          "journey": list(m.journey)} for m in motivations],
         "product_types": [{"name": t.name, "categories": t.categories}
-                          for t in PRODUCT_TYPES if t.name in used_types],
+                          for t in cat.product_types if t.name in used_types],
         "items": {item.id: {"motivations": list(plan.motivations), "product_type": plan.ptype,
                             "evidence": used}
                   for item, plan, used in zip(items, plans, evidence)},
         "users": {uid: {"motivations": list(mine), "intents": list(ints)}
-                  for uid, mine, ints in zip(user_ids, user_motivations, intents)},
+                  for uid, mine, ints in zip(users.ids, users.motivations, users.intents)},
     }

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 
-
 class MeanPoolEncoder:
     def __init__(self, name: str, *, device: str | None = None, batch_size: int = 64,
                  normalize: bool = True, max_length: int = 256):

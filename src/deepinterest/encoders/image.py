@@ -1,7 +1,7 @@
 """Image encoders: image paths in, vectors out (CLIP by default).
 
 The paper fuses a CLIP ViT-L/14 image embedding with the text embedding
-through learned linear maps (GUIDE.md section 4). This module is the slot
+through learned linear maps (arXiv 2602.18907). This module is the slot
 for the image side: ``CLIPImageEncoder`` loads any Hugging Face CLIP vision
 checkpoint by name or path and returns L2-normalised image embeddings.
 Images are read from local paths; fetching URLs is left to the caller, so

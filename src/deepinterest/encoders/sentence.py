@@ -54,6 +54,11 @@ class SentenceTransformerEncoder:
             self._model = SentenceTransformer(resolve_model(self.name), device=self.device)
         return self._model
 
+    @staticmethod
+    def handles(name: str) -> bool:
+        """Whether ``build_encoder(kind='auto')`` should pick this encoder for ``name``."""
+        return is_sentence_transformer(name)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(list(texts), batch_size=self.batch_size,
                                     normalize_embeddings=self.normalize,

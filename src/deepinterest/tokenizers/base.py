@@ -1,4 +1,4 @@
-"""The quantizer contract and its result types (GUIDE section 3).
+"""The quantizer contract and its result types (docs/tokenizers.md).
 
 A quantizer turns item vectors into a short tuple of integer codes, the
 item's semantic ID (SID) before the collision suffix:
@@ -22,7 +22,7 @@ Design decisions:
   over all elements (``torch.nn.functional.mse_loss``), ``relative_mse`` is
   the summed squared error over the summed squared norm of the *centred*
   data, so 1.0 means "no better than predicting the mean vector" whatever
-  the scale of the embeddings. This is the figure GUIDE section 5 quotes.
+  the scale of the embeddings. This is the figure docs/results.md reports.
 - Saved quantizers are a ``config.json`` (type, format version, constructor
   arguments) and one safetensors file of tensors; both are written to a
   temporary name and renamed, so an interrupted save never leaves a
@@ -99,7 +99,7 @@ class Quantized:
 
 @runtime_checkable
 class Quantizer(Protocol):
-    """Vectors [N, D] in, codes [N, levels] out (GUIDE section 3)."""
+    """Vectors [N, D] in, codes [N, levels] out (docs/tokenizers.md, Quantizers)."""
 
     levels: int
     codebook_sizes: tuple[int, ...]

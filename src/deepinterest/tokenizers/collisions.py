@@ -7,12 +7,13 @@
 
 Design decisions:
 
-- The suffix rule (GUIDE section 4: "a suffix token only where all three
-  codes collide"). Every item gets a suffix code so all SIDs have the same
-  length: items are numbered 0, 1, 2, ... in item order within each group of
-  identical tuples, so an item whose tuple is unique gets 0, and so does the
-  first item of a colliding group. Suffix 0 plays the role of "no suffix"
-  in the paper; only later members of a colliding group get a non-zero one.
+- The suffix rule. DeepInterestGR (arXiv 2602.18907) appends a suffix
+  token only where all three codes collide; here every item gets a suffix
+  code so all SIDs have the same length: items are numbered 0, 1, 2, ... in
+  item order within each group of identical tuples, so an item whose tuple
+  is unique gets 0, and so does the first item of a colliding group.
+  Suffix 0 plays the role of "no suffix" in the paper; only later members
+  of a colliding group get a non-zero one.
   Example: codes [[1,2,3],[1,2,3],[0,0,0],[1,2,3]] -> suffixes [0,1,0,2],
   collision rate 3/4 (items whose tuple is shared with at least one other).
   Prefix rewards ignore the suffix (paper), which the reward code handles.

@@ -5,8 +5,8 @@
     codes = rq.encode(vectors)          # [N, 3]
     approx = rq.decode(codes)           # decoder(sum of code embeddings)
 
-The paper's item tokenizer (GUIDE section 4: RQ-VAE with 3 levels), as in
-TIGER and LC-Rec. Design decisions:
+The item tokenizer of DeepInterestGR (arXiv 2602.18907: RQ-VAE with 3
+levels), as in TIGER and LC-Rec. Design decisions:
 
 - Composition, not flags: :class:`VectorQuantizer` (one codebook) inside
   :class:`ResidualVQ` (levels of them on residuals) inside :class:`RQVAENet`

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import StageResult, artifact_fingerprint, atomic_dir, is_up_to_date, write_manifest
+from ..artifacts import (
+    StageResult,
+    artifact_fingerprint,
+    atomic_dir,
+    check_output,
+    claim_output,
+    is_up_to_date,
+    write_manifest,
+)
 from ..data.model import Dataset, Item, load_dataset
 from ..encoders import build_encoder, embed_texts
 from ..errors import DeepInterestError
@@ -163,28 +172,53 @@ def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: n
 
 def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
                    progress: bool = True) -> StageResult:
-    """Write the ``sids`` artifact for the dataset artifact in ``dataset_dir``."""
-    dataset_dir, out = Path(dataset_dir), Path(out)
+    """Write the ``sids`` artifact for the dataset artifact in ``dataset_dir``.
+
+    ``force`` rebuilds an up-to-date artifact and lets ``out`` replace a folder
+    that is not a ``sids`` artifact (see :func:`~deepinterest.artifacts.check_output`).
+    """
+    dataset_dir, out = Path(dataset_dir), check_output(out, "tokenize", force=force)
     config = cfg.model_dump(mode="json", exclude={"cache_dir"})
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
-    if not force and is_up_to_date(out, config=config, inputs=inputs):
-        return StageResult("tokenize", out, True, 0.0, {})
-    start = time.perf_counter()
-    dataset = load_dataset(dataset_dir)
-    cache = cfg.cache_dir or default_cache_dir()
-    vectors = embed_texts(_encoder(cfg), item_texts(dataset.items, cfg.text_fields),
-                          cache_dir=cache, progress=progress)
-    embed_seconds = time.perf_counter() - start
-    result = fit_sids(vectors, cfg, progress=progress)
-    result.stats["embed_seconds"] = embed_seconds
-    with atomic_dir(out) as tmp:
-        _write_outputs(tmp, dataset, result, vectors, cfg)
-        seconds = time.perf_counter() - start
-        counts = {k: result.stats[k] for k in ("items", "unique_sids",
-                                               "collision_rate_before_suffix")}
-        write_manifest(tmp, stage="tokenize", config=config, inputs=inputs, counts=counts,
-                       seconds=seconds)
+    with claim_output(out, "tokenize", force=force):
+        if not force and is_up_to_date(out, config=config, inputs=inputs):
+            return StageResult("tokenize", out, True, 0.0, {})
+        start = time.perf_counter()
+        dataset = load_dataset(dataset_dir)
+        texts, warning = _texts_or_warning(dataset, cfg.text_fields)
+        vectors = embed_texts(_encoder(cfg), texts, cache_dir=cfg.cache_dir or default_cache_dir(),
+                              progress=progress)
+        embed_seconds = time.perf_counter() - start
+        result = fit_sids(vectors, cfg, progress=progress)
+        result.stats.update(embed_seconds=embed_seconds, warnings=[warning] if warning else [])
+        with atomic_dir(out) as tmp:
+            _write_outputs(tmp, dataset, result, vectors, cfg)
+            seconds = time.perf_counter() - start
+            counts = {k: result.stats[k] for k in ("items", "unique_sids",
+                                                   "collision_rate_before_suffix")}
+            write_manifest(tmp, stage="tokenize", config=config, inputs=inputs, counts=counts,
+                           seconds=seconds)
     return StageResult("tokenize", out, False, seconds, counts)
+
+
+def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], str | None]:
+    """Item texts, and a warning when items have none of ``fields``.
+
+    Such an item is embedded from its id, whose embedding says nothing about
+    the item: its SID is arbitrary. The run goes on (ids are still unique) but
+    says so, in ``stats.json`` and as a Python warning.
+    """
+    texts = item_texts(dataset.items, fields)
+    bare = sum(1 for item in dataset.items if not item.text(fields))
+    if not bare:
+        return texts, None
+    which = ("no item has any" if bare == len(texts)
+             else f"{bare} of {len(texts)} items have none")
+    warning = (f"{which} of the text fields {fields}: such items are embedded from their "
+               "ids, so their semantic IDs carry no meaning; add item texts (an .item or meta "
+               "file) or set tokenize.text_fields")
+    warnings.warn(warning, stacklevel=3)
+    return texts, warning
 
 
 class ItemTokenizer:

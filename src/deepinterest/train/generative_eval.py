@@ -4,8 +4,9 @@
 ``di recommend`` serves); :func:`target_ranks` gives the 0-based rank of
 each example's target in that list, and :func:`evaluate_generative` turns
 ranks into HR@K / NDCG@K with the shared metric code of
-:mod:`deepinterest.evaluate` (GUIDE.md section 6: beam 20, top 10, full
-ranking over every valid SID, items already in the history not removed).
+:mod:`deepinterest.evaluate` (the evaluation protocol of docs/data.md: beam
+20, top 10, full ranking over every valid SID, items already in the history
+not removed).
 
 Histories are processed in order of length and each batch is trimmed to its
 longest history, so a batch of short histories costs short sequences; the

@@ -1,4 +1,4 @@
-"""Train and evaluate the SASRec baseline (GUIDE.md sections 5 and 6).
+"""Train and evaluate the SASRec baseline (protocol: docs/data.md; results: docs/results.md).
 
 Data: each user's training sequence is ``items[:-2]`` (the validation and test
 targets are held out; users with fewer than 3 items, who have no validation
@@ -15,7 +15,7 @@ Design decisions:
   batches are shuffled; a batch is padded only to its own longest sequence.
   On Beauty (mean length 8.9) an epoch took 34 s bucketed against 145 s
   padded to ``max_len`` on 2 CPU cores.
-- Evaluation follows the protocol of GUIDE.md section 6: the model scores
+- Evaluation follows the protocol of docs/data.md: the model scores
   the position after the last history item against every item, history
   items are not removed, ties count against the target. Ranks are computed
   batch by batch with the same functions as
@@ -52,7 +52,7 @@ from ..backbones.sasrec import SASRec
 from ..data import Dataset, Example, leave_one_out
 from ..evaluate import DEFAULT_KS, Metrics, metrics_from_ranks, ranks_from_scores
 
-MAX_HISTORY = 20  # evaluation protocol (GUIDE.md section 6)
+MAX_HISTORY = 20  # evaluation protocol (docs/data.md)
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 
 

@@ -37,7 +37,9 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ import torch
 
 from ..artifacts import atomic_dir, atomic_write_text
 from ..config import SFTConfig
-from ..backbones.base import pad_histories
+from ..backbones.base import GenerativeBackbone, pad_histories
 from ..backbones.trie import SIDTrie
 from ..data.splits import Example, Splits
 from ..errors import DeepInterestError
@@ -181,17 +183,22 @@ def _save_last(out: Path, backbone, opt, sched, progress: _Progress, cfg: SFTCon
 
 
 def _load_last(out: Path, backbone, opt, sched, cfg: SFTConfig, n_train: int,
-               info: dd.DistInfo) -> _Progress | None:
+               info: dd.DistInfo, restart_mismatched: bool = False) -> _Progress | None:
     path = out / LAST / STATE_FILE
     if not (cfg.resume and path.is_file()):
         return None
     # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if _comparable(SFTConfig(**payload["config"])) != _comparable(cfg) or \
-            payload["n_train"] != n_train:
-        raise DeepInterestError(
-            f"{path}: saved by a run with a different config or data; resuming it would not "
-            "reproduce that run. Use a new output folder, or resume=false to start over.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        same = _comparable(SFTConfig(**payload["config"])) == _comparable(cfg) and \
+            payload["n_train"] == n_train
+    except Exception as exc:  # a truncated or foreign file: unusable whatever the cause
+        payload, same = None, False
+        reason = f"cannot be read ({type(exc).__name__}: {exc})"
+    else:
+        reason = "was saved by a run with a different config or data"
+    if not same:
+        return _mismatched_last(out, path, reason, restart_mismatched, info)
     backbone.load_state_dict(payload["model"])
     opt.load_state_dict(payload["optimizer"])
     sched.load_state_dict(payload["scheduler"])
@@ -202,12 +209,29 @@ def _load_last(out: Path, backbone, opt, sched, cfg: SFTConfig, n_train: int,
     return _Progress(**raw)
 
 
+def _mismatched_last(out: Path, path: Path, reason: str, restart: bool,
+                     info: dd.DistInfo) -> None:
+    """Start over (dropping ``last/`` and ``best/``) or refuse, as the caller chose."""
+    if not restart:
+        raise DeepInterestError(
+            f"{path} {reason}; resuming it would not reproduce that run. Use a new output "
+            "folder, or resume=false to start over.")
+    warnings.warn(f"{path} {reason}; training starts over", stacklevel=3)
+    dd.barrier(info)  # every rank has read it before rank 0 removes it
+    if info.main:
+        for name in (LAST, BEST):
+            shutil.rmtree(out / name, ignore_errors=True)
+    dd.barrier(info)
+    return None
+
+
 def _save_best(out: Path, backbone, cfg: SFTConfig, epoch: int, valid: dict[str, float],
-               info: dd.DistInfo) -> None:
+               info: dd.DistInfo, provenance: dict[str, str] | None = None) -> None:
     if info.main:
         with atomic_dir(out / BEST) as tmp:
             backbone.save(tmp)
-            meta = {"config": cfg.model_dump(), "epoch": epoch, "valid": valid}
+            meta = {"config": cfg.model_dump(), "epoch": epoch, "valid": valid,
+                    "inputs": provenance or {}}
             (tmp / SFT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     dd.barrier(info)
 
@@ -292,10 +316,14 @@ def _check(backbone, splits: Splits, cfg: SFTConfig) -> None:
     if cfg.alignment_weight and not hasattr(backbone, "alignment_loss"):
         raise DeepInterestError(f"alignment_weight={cfg.alignment_weight} but "
                                 f"{type(backbone).__name__} has no alignment_loss; set it to 0")
-    for name in ("save", "load", "loss", "start", "expand", "step"):
-        if not hasattr(backbone, name):
-            raise DeepInterestError(f"{type(backbone).__name__} lacks `{name}`; SFT needs the "
-                                    "decode protocol plus save/load")
+    # The Protocol is the one list of what SFT calls; read it rather than repeat it here.
+    declared = set(GenerativeBackbone.__annotations__) | {
+        name for name, value in vars(GenerativeBackbone).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, classmethod))}
+    missing = sorted(name for name in declared if not hasattr(backbone, name))
+    if missing:
+        raise DeepInterestError(f"{type(backbone).__name__} lacks {', '.join(missing)}; SFT "
+                                "needs every member of backbones.base.GenerativeBackbone")
 
 
 def _after_eval(prog: _Progress, valid: Metrics, epoch: int, cfg: SFTConfig) -> bool:
@@ -310,7 +338,8 @@ def _after_eval(prog: _Progress, valid: Metrics, epoch: int, cfg: SFTConfig) -> 
     return False
 
 
-def _train_loop(backbone, catalog, data, valid, cfg, out, info, progress, prog, opt, sched):
+def _train_loop(backbone, catalog, data, valid, cfg, out, info, progress, prog, opt, sched,
+                provenance):
     model = dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
     trie = SIDTrie.from_catalog(catalog)
     while prog.epoch < cfg.epochs and not prog.stopped:
@@ -321,7 +350,7 @@ def _train_loop(backbone, catalog, data, valid, cfg, out, info, progress, prog, 
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             metrics = _evaluate(backbone, catalog, valid, cfg, trie, info)
             if _after_eval(prog, metrics, epoch, cfg):
-                _save_best(out, backbone, cfg, epoch, dict(metrics.values), info)
+                _save_best(out, backbone, cfg, epoch, dict(metrics.values), info, provenance)
         record = EpochRecord(epoch, loss, dict(metrics.values) if metrics else None,
                              time.perf_counter() - started, train_s, seen / max(train_s, 1e-9),
                              sched.get_last_lr()[0])
@@ -340,8 +369,16 @@ def _epoch_line(r: EpochRecord, prog: _Progress) -> str:
 
 
 def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | Path, *,
-              progress: bool = True) -> SFTResult:
-    """Train, validate each epoch, keep the best checkpoint, test it once (module docstring)."""
+              progress: bool = True, provenance: dict[str, str] | None = None,
+              restart_mismatched: bool = False) -> SFTResult:
+    """Train, validate each epoch, keep the best checkpoint, test it once (module docstring).
+
+    ``provenance`` (the dataset and SIDs fingerprints) is recorded in
+    ``best/sft.json`` so a checkpoint can be checked against a run later.
+    A ``last/`` that cannot be resumed exactly (other config or data, or an
+    unreadable file) is an error, or with ``restart_mismatched`` a warning and
+    a fresh start (the training stage, which owns and locks its folder).
+    """
     started = time.perf_counter()
     _check(backbone, splits, cfg)
     if cfg.threads:
@@ -352,14 +389,14 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
     data = TrainData.from_examples(splits.train, cfg.max_history)
     steps = len(_global_batches(data, cfg, 1, info)) * cfg.epochs
     opt, sched = _optimizer(backbone, cfg, steps)
-    prog = _load_last(out, backbone, opt, sched, cfg, len(data), info)
+    prog = _load_last(out, backbone, opt, sched, cfg, len(data), info, restart_mismatched)
     if prog is None:
         prog = _Progress()
         torch.manual_seed(cfg.seed + info.rank)  # dropout stream, per rank
     _train_loop(backbone, catalog, data, valid_subset(splits.valid, cfg), cfg, out, info,
-                progress, prog, opt, sched)
+                progress, prog, opt, sched, provenance)
     if not (out / BEST / SFT_FILE).is_file():  # no validation ran (epochs=0)
-        _save_best(out, backbone, cfg, prog.epoch, {}, info)
+        _save_best(out, backbone, cfg, prog.epoch, {}, info, provenance)
     result = _finish(backbone, catalog, splits, cfg, out, info, prog, started)
     dd.cleanup(info)
     return result
@@ -389,3 +426,30 @@ def result_dict(result: SFTResult) -> dict[str, Any]:
             "valid": result.valid.values, "valid_users": result.valid.users,
             "test": result.test.values, "test_users": result.test.users,
             "best_dir": str(result.best_dir), "history": [asdict(h) for h in result.history]}
+
+
+def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tuple[float, int]:
+    """Seconds per training step over the first ``steps`` steps of epoch 1, and steps per epoch.
+
+    Runs :func:`train_sft`'s own step (optimizer, LR schedule, gradient clipping,
+    length-bucketed batches, loss) without validation or checkpoints, so a model
+    size and an epoch budget can be chosen before a long run. ``backbone`` is
+    trained by those steps.
+    """
+    _check(backbone, splits, cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = dd.init_distributed()
+    backbone.to(info.device)
+    data = TrainData.from_examples(splits.train, cfg.max_history)
+    batches = _global_batches(data, cfg, 1, info)
+    opt, sched = _optimizer(backbone, cfg, len(batches) * cfg.epochs)
+    model = dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
+    backbone.train()
+    timed = batches[:steps]
+    start = time.perf_counter()
+    for rows in timed:  # _train_step reads the loss back, which waits for the device
+        _train_step(model, opt, sched, backbone, data, dd.shard(rows, info), len(rows), cfg, info)
+    seconds = time.perf_counter() - start
+    dd.cleanup(info)
+    return seconds / max(len(timed), 1), len(batches)

@@ -7,11 +7,17 @@ They read the artifacts of the stages before them from a run's work folder
     <workdir>/eval/   metrics.json (valid and test, beam search), manifest.json
 
 Training resumes: ``sft/`` persists while a run is interrupted and
-``train_sft`` continues from ``last/``. ``sft/stage.json`` records the config
-and inputs the folder was started with; when they change, the folder is
-cleared and training starts over (an exact resume across configs is
+``train_sft`` continues from ``last/``. ``sft/stage.json`` records the stage,
+config and inputs the folder was started with; when they change, the folder
+is cleared and training starts over (an exact resume across configs is
 impossible). The manifest is written last, so only a finished stage is
-ever skipped.
+ever skipped. Each stage folder is locked while a process writes it, and a
+folder that holds anything else is refused (:func:`~deepinterest.artifacts.claim_output`).
+
+Provenance: the dataset and SIDs fingerprints a checkpoint was trained on
+are recorded in ``best/sft.json`` (and the folder's ``stage.json``);
+``di eval`` and ``di recommend`` refuse a checkpoint whose fingerprints are
+not the run's, even when its catalogue has the same shape.
 
 Under ``torchrun`` (or ``accelerate launch``) every rank runs ``train_stage``;
 only rank 0 clears the folder and writes files, the others wait for it at a
@@ -20,9 +26,11 @@ barrier, and all ranks train together (:mod:`.distributed`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +38,13 @@ import torch
 
 from ..artifacts import (
     MANIFEST,
+    STAGE_MARKER,
     StageResult,
     artifact_fingerprint,
     atomic_dir,
     atomic_write_text,
+    check_output,
+    claim_output,
     fingerprint_paths,
     fingerprint_value,
     is_up_to_date,
@@ -46,8 +57,9 @@ from ..errors import DeepInterestError
 from ..evaluate import write_metrics
 from ..registry import create, get
 from . import distributed as dd
+from .sft import BEST, SFT_FILE, STATE_FILE
 
-STAGE_FILE = "stage.json"
+SFT_STAGE = "train-sft"
 
 
 def load_catalog(dataset: Dataset, sids_dir: Path) -> SIDCatalog:
@@ -60,10 +72,16 @@ def load_catalog(dataset: Dataset, sids_dir: Path) -> SIDCatalog:
 
 
 def _start_folder(out: Path, key: dict[str, Any]) -> None:
-    """Keep ``out`` for resuming only if it was started with the same config and inputs."""
-    marker = out / STAGE_FILE
-    if marker.is_file() and json.loads(marker.read_text("utf-8")) == key:
-        return
+    """Keep ``out`` for resuming only if it was started with the same config and inputs.
+
+    Called with the folder locked and checked (:func:`~deepinterest.artifacts.claim_output`):
+    it is empty, missing or a training folder of ours, so clearing it loses nothing
+    the user made.
+    """
+    marker = out / STAGE_MARKER
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        if json.loads(marker.read_text("utf-8")) == key:
+            return
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     atomic_write_text(marker, json.dumps(key, indent=2) + "\n")
@@ -84,89 +102,155 @@ def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
 
 
 def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-                out: str | Path, *, progress: bool = True) -> StageResult:
-    """Supervised fine-tuning of the configured backbone (``di train --stage sft``)."""
-    from .sft import train_sft
+                out: str | Path, *, progress: bool = True, force: bool = False) -> StageResult:
+    """Supervised fine-tuning of the configured backbone (``di train --stage sft``).
 
+    ``force`` lets ``out`` replace a folder that is not a training folder.
+    """
     dataset_dir, sids_dir, out = Path(dataset_dir), Path(sids_dir), Path(out)
     config = {"train": train_cfg.model_dump(mode="json"), "split": split_cfg.model_dump()}
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
     if is_up_to_date(out, config=config, inputs=inputs):
-        return StageResult("train-sft", out, True, 0.0, {})
+        return StageResult(SFT_STAGE, out, True, 0.0, {})
+    check_output(out, SFT_STAGE, force=force)
+    info = dd.init_distributed()  # train_sft joins this group rather than making its own
+    # Rank 0 alone locks and writes the folder; the other ranks follow it at barriers.
+    lock = claim_output(out, SFT_STAGE, force=force) if info.main else contextlib.nullcontext()
+    try:
+        with lock:
+            return _train(train_cfg, split_cfg, dataset_dir, sids_dir, out, config, inputs,
+                          info, progress)
+    finally:
+        dd.cleanup(info)
+
+
+def _train(train_cfg, split_cfg, dataset_dir: Path, sids_dir: Path, out: Path,
+           config: dict, inputs: dict, info, progress: bool) -> StageResult:
+    from .sft import train_sft
+
+    if is_up_to_date(out, config=config, inputs=inputs):  # finished before we took the lock
+        return StageResult(SFT_STAGE, out, True, 0.0, {})
     start = time.perf_counter()
     dataset = load_dataset(dataset_dir)
     catalog = load_catalog(dataset, sids_dir)
     splits = leave_one_out(dataset, max_history=split_cfg.max_history)
-    info = dd.init_distributed()  # train_sft joins this group rather than making its own
-    try:
-        if info.main:
-            _start_folder(out, {"config": fingerprint_value(config), "inputs": inputs})
-        dd.barrier(info)
-        torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
-        backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
-        if train_cfg.init_from_codebooks:
-            init_from_codebooks(backbone, sids_dir)
-        sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
-        result = train_sft(backbone, catalog, splits, sft, out, progress=progress)
-        counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                  "test_ndcg@10": round(result.test.values.get("ndcg@10", float("nan")), 4)}
-        if info.main:
-            write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
-                          model=train_cfg.backbone, best_epoch=result.best_epoch,
-                          epochs_run=result.epochs_run)
-            write_manifest(out, stage="train-sft", config=config, inputs=inputs, counts=counts,
-                           seconds=time.perf_counter() - start)
-        dd.barrier(info)
-    finally:
-        dd.cleanup(info)
-    return StageResult("train-sft", out, False, time.perf_counter() - start, counts)
+    if info.main:
+        _start_folder(out, {"stage": SFT_STAGE, "config": fingerprint_value(config),
+                            "inputs": inputs})
+    dd.barrier(info)
+    torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
+    backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
+    if train_cfg.init_from_codebooks:
+        init_from_codebooks(backbone, sids_dir)
+    sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
+    # The folder is ours and locked: a last/ from another config (a crash, an older
+    # version) is restarted rather than refused.
+    result = train_sft(backbone, catalog, splits, sft, out, progress=progress,
+                       provenance=inputs, restart_mismatched=True)
+    counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+              "test_ndcg@10": round(result.test.values.get("ndcg@10", float("nan")), 4)}
+    if info.main:
+        write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
+                      model=train_cfg.backbone, best_epoch=result.best_epoch,
+                      epochs_run=result.epochs_run)
+        write_manifest(out, stage=SFT_STAGE, config=config, inputs=inputs, counts=counts,
+                       seconds=time.perf_counter() - start)
+    dd.barrier(info)
+    return StageResult(SFT_STAGE, out, False, time.perf_counter() - start, counts)
+
+
+def _load_saved(folder: Path, catalog: SIDCatalog):
+    kind = json.loads((folder / BACKBONE_FILE).read_text("utf-8"))["kind"]
+    return get("backbones", kind).load(folder, catalog)
 
 
 def load_checkpoint(checkpoint: Path, catalog: SIDCatalog):
-    """A saved backbone, of whatever registered kind its ``backbone.json`` names."""
-    info_path = checkpoint / BACKBONE_FILE
-    if not info_path.is_file():
-        raise DeepInterestError(f"{checkpoint}: no {BACKBONE_FILE}; is this a `di train` "
-                                "checkpoint (the sft/best folder)?")
-    kind = json.loads(info_path.read_text("utf-8"))["kind"]
-    return get("backbones", kind).load(checkpoint, catalog)
+    """A saved backbone (``best/``), or a training folder's ``last/`` state.
 
-
-def _checkpoint_fingerprint(checkpoint: Path) -> str:
-    """The training stage's fingerprint, or the checkpoint's own files outside a stage folder."""
-    if (checkpoint.parent / MANIFEST).is_file():
-        return artifact_fingerprint(checkpoint.parent)
+    ``last/`` holds the trainer's state rather than a saved backbone: the
+    architecture comes from ``best/`` beside it (the same run) and the weights
+    from ``last/``.
+    """
+    checkpoint = Path(checkpoint)
+    if (checkpoint / BACKBONE_FILE).is_file():
+        return _load_saved(checkpoint, catalog)
+    best = checkpoint.parent / BEST
+    if (checkpoint / STATE_FILE).is_file() and (best / BACKBONE_FILE).is_file():
+        backbone = _load_saved(best, catalog)
+        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
+        backbone.load_state_dict(state["model"])
+        return backbone
     if not checkpoint.is_dir():
         raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
-    return fingerprint_paths([checkpoint])
+    raise DeepInterestError(f"{checkpoint}: no {BACKBONE_FILE}; is this a `di train` "
+                            "checkpoint (the sft/best or sft/last folder)?")
+
+
+def _recorded_inputs(checkpoint: Path) -> dict[str, str] | None:
+    """The dataset and SIDs fingerprints a checkpoint was trained on, where recorded."""
+    for path in (checkpoint / SFT_FILE, checkpoint.parent / STAGE_MARKER,
+                 checkpoint.parent / MANIFEST):
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, AttributeError):
+            found = json.loads(path.read_text("utf-8")).get("inputs")
+            if found:
+                return found
+    return None
+
+
+def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path) -> None:
+    """Refuse a checkpoint trained on another dataset or other SIDs than the run's.
+
+    A catalogue of the same shape would load and score, and the numbers would
+    mean nothing. Checkpoints that record nothing (made outside a ``di train``
+    stage) get a warning instead.
+    """
+    recorded = _recorded_inputs(checkpoint)
+    if recorded is None:
+        warnings.warn(f"{checkpoint}: records no dataset or SIDs fingerprint, so it cannot be "
+                      "checked against this run's", stacklevel=2)
+        return
+    current = {"dataset": (dataset_dir, artifact_fingerprint(dataset_dir)),
+               "sids": (sids_dir, artifact_fingerprint(sids_dir))}
+    for key, (folder, fingerprint) in current.items():
+        if recorded.get(key, fingerprint) != fingerprint:
+            raise DeepInterestError(
+                f"{checkpoint} was trained on another {key} artifact ({recorded[key][:12]}) than "
+                f"{folder} ({fingerprint[:12]}); use it with the run it was trained in, or "
+                "train again on this one")
 
 
 def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-               checkpoint: str | Path, out: str | Path) -> StageResult:
+               checkpoint: str | Path, out: str | Path, *, force: bool = False) -> StageResult:
     """HR@K / NDCG@K of a checkpoint on validation and test with constrained beam search."""
     from .generative_eval import evaluate_generative
 
     dataset_dir, sids_dir, checkpoint, out = map(Path, (dataset_dir, sids_dir, checkpoint, out))
+    if not checkpoint.is_dir():
+        raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
+    check_provenance(checkpoint, dataset_dir, sids_dir)
     config = {"eval": eval_cfg.model_dump(), "split": split_cfg.model_dump()}
+    # The checkpoint's own files: best/ and last/ of one run are different inputs.
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir),
-              "checkpoint": _checkpoint_fingerprint(checkpoint)}
-    if is_up_to_date(out, config=config, inputs=inputs):
-        return StageResult("eval", out, True, 0.0, {})
-    start = time.perf_counter()
-    dataset = load_dataset(dataset_dir)
-    catalog = load_catalog(dataset, sids_dir)
-    backbone = load_checkpoint(checkpoint, catalog)
-    splits = leave_one_out(dataset, max_history=split_cfg.max_history)
-    topk = max(eval_cfg.ks)
-    metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam, topk=topk,
-                                         ks=eval_cfg.ks, max_history=split_cfg.max_history)
-               for name, part in (("valid", splits.valid), ("test", splits.test))}
-    with atomic_dir(out) as tmp:
-        write_metrics(tmp / "metrics.json", metrics, checkpoint=str(checkpoint),
-                      beam=eval_cfg.beam)
-        counts = {"test_users": metrics["test"].users}
-        write_manifest(tmp, stage="eval", config=config, inputs=inputs, counts=counts,
-                       seconds=time.perf_counter() - start)
+              "checkpoint": fingerprint_paths([checkpoint])}
+    with claim_output(out, "eval", force=force):
+        if is_up_to_date(out, config=config, inputs=inputs):
+            return StageResult("eval", out, True, 0.0, {})
+        start = time.perf_counter()
+        dataset = load_dataset(dataset_dir)
+        catalog = load_catalog(dataset, sids_dir)
+        backbone = load_checkpoint(checkpoint, catalog)
+        splits = leave_one_out(dataset, max_history=split_cfg.max_history)
+        topk = max(eval_cfg.ks)
+        metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam,
+                                             topk=topk, ks=eval_cfg.ks,
+                                             max_history=split_cfg.max_history)
+                   for name, part in (("valid", splits.valid), ("test", splits.test))}
+        with atomic_dir(out) as tmp:
+            write_metrics(tmp / "metrics.json", metrics, checkpoint=str(checkpoint),
+                          beam=eval_cfg.beam)
+            counts = {"test_users": metrics["test"].users}
+            write_manifest(tmp, stage="eval", config=config, inputs=inputs, counts=counts,
+                           seconds=time.perf_counter() - start)
     return StageResult("eval", out, False, time.perf_counter() - start, counts)
 
 
@@ -176,12 +260,16 @@ def recommend_for_user(user_id: str, dataset_dir: str | Path, sids_dir: str | Pa
     """Top-``k`` next items for a known user from their whole history (``di recommend``)."""
     from .generative_eval import recommend
 
+    if not 1 <= k <= beam:
+        raise DeepInterestError(f"k must be between 1 and the beam width ({beam}); got {k}")
+    dataset_dir, sids_dir, checkpoint = Path(dataset_dir), Path(sids_dir), Path(checkpoint)
     dataset = load_dataset(dataset_dir)
     users = {u.id: n for n, u in enumerate(dataset.users)}
     if user_id not in users:
         raise DeepInterestError(f"unknown user {user_id!r} in {dataset_dir}")
-    catalog = load_catalog(dataset, Path(sids_dir))
-    backbone = load_checkpoint(Path(checkpoint), catalog)
+    check_provenance(checkpoint, dataset_dir, sids_dir)
+    catalog = load_catalog(dataset, sids_dir)
+    backbone = load_checkpoint(checkpoint, catalog)
     row = users[user_id]
     recs = recommend(backbone, catalog, [dataset.users[row].items], users=[row], beam=beam,
                      topk=k, max_history=max_history)

@@ -1,4 +1,4 @@
-"""Nearest-codeword search, the hot path of both quantizers (GUIDE section 3).
+"""Nearest-codeword search, the hot path of both quantizers (docs/tokenizers.md).
 
     from deepinterest.tokenizers.kernels import nearest_codeword
     res = nearest_codeword(x, codebook)          # x [N, D], codebook [K, D]
@@ -38,12 +38,17 @@ from typing import NamedTuple
 
 import torch
 
+from ...errors import DeepInterestError
 from .reference import nearest_codeword_torch
 
 __all__ = ["BACKENDS", "NearestResult", "interpreting", "nearest_codeword", "select_backend", "triton_available"]
 
 BACKENDS = ("auto", "triton", "torch")
 ENV_VAR = "DEEPINTEREST_KERNEL"
+
+
+class KernelSettingError(DeepInterestError, ValueError):
+    """A kernel choice in the environment that names no kernel (a user's setting, not a bug)."""
 
 
 class NearestResult(NamedTuple):
@@ -83,7 +88,8 @@ def _requested_backend(backend: str) -> str:
     if env in ("", "auto"):
         return "auto"
     if env not in ("torch", "triton"):
-        raise ValueError(f"environment variable {ENV_VAR}={env!r}: expected 'torch', 'triton' or 'auto'")
+        raise KernelSettingError(f"environment variable {ENV_VAR}={env!r}: expected 'torch', "
+                                 "'triton' or 'auto'; change or unset it")
     return env
 
 

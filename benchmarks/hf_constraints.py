@@ -1,4 +1,11 @@
-"""The SID trie constraint for Hugging Face ``generate``.
+"""The SID trie constraint for Hugging Face ``generate``: the baselines of bench_decoding.
+
+The toolkit decodes with its own
+:func:`~deepinterest.backbones.decoding.constrained_beam_search`; these
+constraints exist to compare it with ``generate`` on the same model
+(``benchmarks/bench_decoding.py``, docs/training.md) and are tested against
+it in ``tests/backbones/test_decoding.py``, so they live beside the benchmark
+rather than in the package.
 
 Two ways to keep ``model.generate(num_beams=...)`` on valid SIDs:
 
@@ -9,8 +16,7 @@ Two ways to keep ``model.generate(num_beams=...)`` on valid SIDs:
   little since a SID is only ``P`` tokens long.
 - :func:`make_prefix_allowed_tokens_fn`, the per-row Python callback that
   ``generate(prefix_allowed_tokens_fn=...)`` expects: the baseline a user
-  would write (a dict from token prefix to allowed tokens), kept for speed
-  comparisons (``benchmarks/bench_decoding.py``).
+  would write (a dict from token prefix to allowed tokens).
 
 Both see ``input_ids`` as ``prompt_length`` leading tokens that are not SID
 tokens (1 for an encoder-decoder: the decoder start token ``BOS``; the prompt
@@ -35,9 +41,9 @@ from collections.abc import Callable
 import torch
 from transformers import LogitsProcessor
 
-from ..errors import DeepInterestError
-from .base import EOS, SIDCatalog
-from .trie import SIDTrie
+from deepinterest.backbones.base import EOS, SIDCatalog
+from deepinterest.backbones.trie import SIDTrie
+from deepinterest.errors import DeepInterestError
 
 
 class SIDTrieLogitsProcessor(LogitsProcessor):
