@@ -6,8 +6,9 @@ artifacts of a run, validates each epoch on a seeded subset of validation
 users, evaluates the best checkpoint on every test user, and writes the
 result record ``benchmarks/results/<dataset>-tiger-t5.json``.
 
-Model flags are ``T5Backbone``'s keyword parameters and trainer flags are
-``SFTConfig``'s fields, with the library's defaults (``--help`` lists them),
+Model flags are ``T5Backbone``'s keyword parameters, trainer flags are
+``SFTConfig``'s fields and ``--beam`` / ``--max-history`` are ``EvalConfig``'s
+and ``SplitConfig``'s, with the library's defaults (``--help`` lists them),
 so a command means what the same settings mean in ``di train``.
 
 ``--probe-steps N`` times N of the trainer's own steps
@@ -33,7 +34,7 @@ import torch
 
 from deepinterest.backbones.base import SIDCatalog
 from deepinterest.backbones.t5 import T5Backbone, count_parameters
-from deepinterest.config import SFTConfig, TrainConfig
+from deepinterest.config import EvalConfig, SFTConfig, SplitConfig, TrainConfig
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import Splits, leave_one_out
 from deepinterest.results import record_and_print
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="method label of the record")
     add_signature_flags(p.add_argument_group("model (T5Backbone)"), T5Backbone.__init__)
     add_model_flags(p.add_argument_group("trainer (SFTConfig)"), SFTConfig)
+    add_model_flags(p.add_argument_group("evaluation (EvalConfig)"), EvalConfig)
+    add_model_flags(p.add_argument_group("split (SplitConfig)"), SplitConfig)
     p.add_argument("--init-codebooks", action="store_true",
                    help=TrainConfig.model_fields["init_from_codebooks"].description)
     p.add_argument("--probe-steps", type=int, default=0, help="time this many steps and stop")
@@ -72,13 +75,14 @@ def build_model(args: argparse.Namespace, catalog: SIDCatalog) -> T5Backbone:
     return model
 
 
-def probe(args, cfg: SFTConfig, splits: Splits, catalog: SIDCatalog, model: T5Backbone) -> None:
+def probe(args, cfg: SFTConfig, evaluation: EvalConfig, splits: Splits, catalog: SIDCatalog,
+          model: T5Backbone) -> None:
     """Time ``--probe-steps`` trainer steps and a beam search; print the cost of a full run."""
     step_s, steps = time_train_steps(model, splits, cfg, args.probe_steps)
     users = splits.valid[:args.probe_users]
     start = time.perf_counter()
-    target_ranks(model, catalog, users, beam=cfg.beam, topk=cfg.topk,
-                 batch_size=cfg.eval_batch_size, max_history=cfg.max_history)
+    target_ranks(model, catalog, users, beam=evaluation.beam, topk=max(evaluation.ks),
+                 batch_size=cfg.eval_batch_size, max_history=splits.max_history)
     user_s = (time.perf_counter() - start) / max(len(users), 1)
     epoch_s = step_s * steps
     valid_s = user_s * len(valid_subset(splits.valid, cfg))
@@ -110,20 +114,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
     cfg = SFTConfig(**model_values(args, SFTConfig))
+    evaluation = EvalConfig(**model_values(args, EvalConfig))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dataset = load_dataset(args.dataset_dir)
     catalog = load_catalog(dataset, args.sids_dir)  # SIDs of another dataset or order: an error
-    splits = leave_one_out(dataset, max_history=cfg.max_history)
+    splits = leave_one_out(dataset, max_history=args.max_history)
     model = build_model(args, catalog)
     if args.probe_steps:
-        probe(args, cfg, splits, catalog, model)
+        probe(args, cfg, evaluation, splits, catalog, model)
         return
-    result = train_sft(model, catalog, splits, cfg, args.out, progress=True)
+    result = train_sft(model, catalog, splits, cfg, args.out, progress=True,
+                       evaluation=evaluation)
     notes = (f"{len(splits.train):,} training prefixes; validation each epoch on "
              f"{result.valid.users:,} seeded validation users (valid figures), test on all "
-             f"{result.test.users:,} users with the best checkpoint; beam {cfg.beam}, "
-             f"top {cfg.topk}, SIDs {args.sids_dir}; model {model.options}; "
+             f"{result.test.users:,} users with the best checkpoint; beam {evaluation.beam}, "
+             f"top {max(evaluation.ks)}, history {splits.max_history}, SIDs {args.sids_dir}; model {model.options}; "
              f"trainer {cfg.model_dump()}; history items not removed from the ranking"
              + ("; code embeddings initialised from the quantizer's codebooks"
                 if args.init_codebooks else ""))

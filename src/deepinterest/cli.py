@@ -165,7 +165,8 @@ def train_cmd(
     if epochs is not None:
         cfg.train.sft.epochs = epochs
     w = Path(cfg.workdir)
-    result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft", force=force)
+    result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft",
+                         evaluation=cfg.eval, force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
         return
     state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"

@@ -68,7 +68,7 @@ class EvalConfig(StrictModel):
 
 
 class EncoderConfig(StrictModel):
-    """Text encoder for item embeddings (GUIDE.md section 3, encoders)."""
+    """Text encoder for item embeddings (docs/tokenizers.md)."""
 
     name: str = Field("sentence-transformers/all-MiniLM-L6-v2",
                       description="sentence-transformers or Hugging Face model name or path")
@@ -105,7 +105,11 @@ class TokenizeConfig(StrictModel):
 
 
 class SFTConfig(StrictModel):
-    """Trainer settings, saved with every checkpoint."""
+    """Trainer settings, saved with every checkpoint.
+
+    Validation ranks as evaluation does: beam and cut-offs come from
+    :class:`EvalConfig`, the history length from :class:`SplitConfig`.
+    """
 
     # Defaults chosen on the default dataset's validation split (docs/training.md).
     epochs: int = Field(60, ge=0)
@@ -118,13 +122,10 @@ class SFTConfig(StrictModel):
     patience: int | None = Field(10, ge=1, description="evaluations without gain; None = off")
     eval_every: int = Field(1, ge=1, description="epochs between validations")
     eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
-    eval_batch_size: int = Field(256, ge=1)
-    beam: int = Field(20, ge=1)
-    topk: int = Field(10, ge=1)
+    eval_batch_size: int = Field(256, ge=1, description="users per validation beam search")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None = default")
     resume: bool = True
-    max_history: int = Field(20, ge=1)
     alignment_weight: float = Field(0.0, ge=0)
 
 

@@ -17,11 +17,14 @@ import torch
 
 from deepinterest.backbones.base import SIDCatalog
 from deepinterest.backbones.t5 import T5Backbone
+from deepinterest.config import EvalConfig
 from deepinterest.data.model import Item, from_sequences
 from deepinterest.data.splits import leave_one_out
 from deepinterest.train.sft import SFTConfig, train_sft
 
 SMALL = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=2, d_kv=16, d_ff=64)
+
+EVAL = EvalConfig(ks=[5], beam=5)  # a 12-item catalogue: top 5 of a beam of 5
 
 
 def _tiny():
@@ -39,8 +42,8 @@ def _train(batch_size: int, out: Path) -> T5Backbone:
     torch.manual_seed(0)
     model = T5Backbone(catalog=catalog, dropout=0.0, **SMALL)
     cfg = SFTConfig(epochs=2, batch_size=batch_size, lr=5e-3, warmup_steps=2, patience=None,
-                    beam=5, topk=5, max_history=2, threads=1, seed=3)
-    train_sft(model, catalog, splits, cfg, out, progress=False)
+                    threads=1, seed=3)
+    train_sft(model, catalog, splits, cfg, out, progress=False, evaluation=EVAL)
     return model
 
 

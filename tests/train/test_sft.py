@@ -13,10 +13,13 @@ from deepinterest.errors import DeepInterestError
 from deepinterest.train import sft
 from deepinterest.train.distributed import LossForward
 from deepinterest.train.generative_eval import evaluate_generative, recommend
+from deepinterest.config import EvalConfig
 from deepinterest.train.sft import SFTConfig, epoch_batches, train_sft, valid_subset
 
 N_ITEMS = 12
 SMALL = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=2, d_kv=16, d_ff=64)
+
+EVAL = EvalConfig(ks=[5], beam=5)  # a 12-item catalogue: top 5 of a beam of 5
 
 
 def _tiny(max_history: int = 2):
@@ -35,14 +38,15 @@ def _backbone(catalog, *, seed=0, dropout=0.0, cls=T5Backbone):
 
 def _cfg(**extra) -> SFTConfig:
     base = dict(epochs=60, batch_size=8, lr=1e-2, warmup_steps=0, schedule="constant",
-                patience=None, eval_every=20, beam=5, topk=5, max_history=2, threads=1)
+                patience=None, eval_every=20, threads=1)
     return SFTConfig(**{**base, **extra})
 
 
 def test_tiny_t5_overfits_to_hr_at_1(tmp_path):
     catalog, splits = _tiny()
     model = _backbone(catalog)
-    result = train_sft(model, catalog, splits, _cfg(), tmp_path / "run", progress=False)
+    result = train_sft(model, catalog, splits, _cfg(), tmp_path / "run", progress=False,
+                       evaluation=EVAL)
     assert result.history[-1].loss < result.history[0].loss / 10
     assert result.test.values == {"hr@5": 1.0, "ndcg@5": 1.0}
     top1 = evaluate_generative(model, catalog, splits.test, beam=5, topk=5, ks=(1,),
@@ -75,15 +79,18 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch):
     catalog, splits = _tiny()
     cfg = _cfg(epochs=3, eval_every=1, schedule="cosine", warmup_steps=2)
     straight = _backbone(catalog, dropout=0.3)
-    full = train_sft(straight, catalog, splits, cfg, tmp_path / "straight", progress=False)
+    full = train_sft(straight, catalog, splits, cfg, tmp_path / "straight", progress=False,
+                     evaluation=EVAL)
 
     killed = _backbone(catalog, dropout=0.3)
     with monkeypatch.context() as patch:
         _kill_at(patch, 2)
         with pytest.raises(KeyboardInterrupt):
-            train_sft(killed, catalog, splits, cfg, tmp_path / "resumed", progress=False)
+            train_sft(killed, catalog, splits, cfg, tmp_path / "resumed", progress=False,
+                      evaluation=EVAL)
     restarted = _backbone(catalog, seed=99, dropout=0.3)  # a fresh process's different init
-    resumed = train_sft(restarted, catalog, splits, cfg, tmp_path / "resumed", progress=False)
+    resumed = train_sft(restarted, catalog, splits, cfg, tmp_path / "resumed", progress=False,
+                        evaluation=EVAL)
 
     for key, value in straight.state_dict().items():
         assert torch.equal(restarted.state_dict()[key], value), key
@@ -97,13 +104,14 @@ def test_resume_refuses_another_config_and_resume_false_starts_over(tmp_path, mo
     with monkeypatch.context() as patch:
         _kill_at(patch, 2)
         with pytest.raises(KeyboardInterrupt):
-            train_sft(_backbone(catalog), catalog, splits, cfg, tmp_path, progress=False)
+            train_sft(_backbone(catalog), catalog, splits, cfg, tmp_path, progress=False,
+                      evaluation=EVAL)
     with pytest.raises(DeepInterestError, match="different config"):
         train_sft(_backbone(catalog), catalog, splits, cfg.model_copy(update={"lr": 5e-3}),
-                  tmp_path, progress=False)
+                  tmp_path, progress=False, evaluation=EVAL)
     fresh = train_sft(_backbone(catalog), catalog, splits,
                       cfg.model_copy(update={"lr": 5e-3, "resume": False}), tmp_path,
-                      progress=False)
+                      progress=False, evaluation=EVAL)
     assert [h.epoch for h in fresh.history] == [1, 2]
 
 
@@ -147,7 +155,8 @@ def test_alignment_loss_is_added_with_its_weight():
 def test_alignment_weight_without_alignment_loss_is_refused(tmp_path):
     catalog, splits = _tiny()
     with pytest.raises(DeepInterestError, match="alignment_loss"):
-        train_sft(_backbone(catalog), catalog, splits, _cfg(alignment_weight=1.0), tmp_path)
+        train_sft(_backbone(catalog), catalog, splits, _cfg(alignment_weight=1.0), tmp_path,
+                  evaluation=EVAL)
 
 
 def test_recommend_returns_distinct_catalogue_items_best_first():

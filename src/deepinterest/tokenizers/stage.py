@@ -19,7 +19,7 @@ the ``sids`` artifact:
 (cold start) without refitting: their codes come from the saved quantizer
 and their suffix continues the count of items already holding that tuple.
 
-Departure from the paper (GUIDE.md section 4): the paper appends a suffix
+Departure from the paper (DeepInterestGR, arXiv 2602.18907): it appends a suffix
 token only where all codes collide; here every SID has the suffix position
 (0 for the first item of a tuple), so all SIDs have the same length and a
 decoder trie needs no special case. Rewards ignore the suffix either way.
@@ -58,7 +58,7 @@ from .collisions import add_suffix, balanced_last_level, collision_stats
 SIDS_FILE = "sids.jsonl"
 TOKENIZER_FILE = "tokenizer.json"
 QUANTIZER_DIR = "quantizer"
-MAX_CODEBOOK = 256  # the paper's size (3 x 256, GUIDE.md section 4)
+MAX_CODEBOOK = 256  # the paper's size (3 levels x 256 codes, arXiv 2602.18907)
 
 
 def auto_codebook_size(n_items: int) -> int:

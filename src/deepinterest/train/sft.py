@@ -4,7 +4,7 @@
 :class:`~deepinterest.backbones.base.GenerativeBackbone` plus ``save(folder)``
 and ``load(folder, catalog)`` (T5, causal LM), on every training prefix of
 the leave-one-out splits (history -> next item), validates each epoch with
-trie-constrained beam search (beam 20, top 10; GUIDE.md section 6), stops
+trie-constrained beam search (beam 20, top 10; the protocol of docs/data.md), stops
 early on validation NDCG@10 and evaluates the best checkpoint on test once.
 
 Design decisions:
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from ..artifacts import atomic_dir, atomic_write_text
-from ..config import SFTConfig
+from ..config import EvalConfig, SFTConfig
 from ..backbones.base import GenerativeBackbone, pad_histories
 from ..backbones.trie import SIDTrie
 from ..data.splits import Example, Splits
@@ -281,22 +281,34 @@ def _run_epoch(model, opt, sched, backbone, data: TrainData, cfg: SFTConfig, epo
     return total / max(count, 1.0), time.perf_counter() - start, seen
 
 
-def _evaluate(backbone, catalog, examples: list[Example], cfg: SFTConfig, trie: SIDTrie,
+@dataclass(frozen=True)
+class _Validation:
+    """How checkpoints are scored: the run's evaluation settings (``EvalConfig``) and
+    history length (the splits'), so validation ranks exactly as ``di eval`` will."""
+
+    beam: int
+    ks: tuple[int, ...]
+    max_history: int
+    batch_size: int
+
+    @classmethod
+    def of(cls, evaluation: EvalConfig | None, splits: Splits, cfg: SFTConfig) -> _Validation:
+        evaluation = evaluation or EvalConfig()
+        return cls(evaluation.beam, tuple(evaluation.ks), splits.max_history,
+                   cfg.eval_batch_size)
+
+
+def _evaluate(backbone, catalog, examples: list[Example], val: _Validation, trie: SIDTrie,
               info: dd.DistInfo) -> Metrics:
     """Metrics over ``examples``, each rank ranking ``rank::world`` of them."""
     mine = examples[info.rank::info.world]
-    ranks = target_ranks(backbone, catalog, mine, beam=cfg.beam, topk=cfg.topk,
-                         batch_size=cfg.eval_batch_size, max_history=cfg.max_history, trie=trie)
+    ranks = target_ranks(backbone, catalog, mine, beam=val.beam, topk=max(val.ks),
+                         batch_size=val.batch_size, max_history=val.max_history, trie=trie)
     every = dd.all_gather(ranks, info)
     merged = np.empty(len(examples), dtype=np.int64)
     for rank, part in enumerate(every):
         merged[rank::info.world] = part
-    return metrics_from_ranks(merged, ks=_ks(cfg))
-
-
-def _ks(cfg: SFTConfig) -> list[int]:
-    """HR/NDCG cut-offs: 5 and 10 (GUIDE.md section 6), capped by ``topk``."""
-    return [k for k in (5, 10) if k <= cfg.topk] or [cfg.topk]
+    return metrics_from_ranks(merged, ks=val.ks)
 
 
 def valid_subset(examples: list[Example], cfg: SFTConfig) -> list[Example]:
@@ -326,9 +338,10 @@ def _check(backbone, splits: Splits, cfg: SFTConfig) -> None:
                                 "needs every member of backbones.base.GenerativeBackbone")
 
 
-def _after_eval(prog: _Progress, valid: Metrics, epoch: int, cfg: SFTConfig) -> bool:
+def _after_eval(prog: _Progress, valid: Metrics, epoch: int, cfg: SFTConfig,
+                val: _Validation) -> bool:
     """Update best-so-far and patience; True when ``epoch`` is the new best."""
-    score = valid.values[f"ndcg@{max(_ks(cfg))}"]  # NDCG@10 unless topk < 10
+    score = valid.values[f"ndcg@{max(val.ks)}"]  # NDCG@10 with the default cut-offs
     if score > prog.best_score:
         prog.best_score, prog.best_epoch, prog.best_valid = score, epoch, dict(valid.values)
         prog.bad_evals = 0
@@ -339,7 +352,7 @@ def _after_eval(prog: _Progress, valid: Metrics, epoch: int, cfg: SFTConfig) -> 
 
 
 def _train_loop(backbone, catalog, data, valid, cfg, out, info, progress, prog, opt, sched,
-                provenance):
+                provenance, val):
     model = dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
     trie = SIDTrie.from_catalog(catalog)
     while prog.epoch < cfg.epochs and not prog.stopped:
@@ -348,8 +361,8 @@ def _train_loop(backbone, catalog, data, valid, cfg, out, info, progress, prog, 
                                          progress)
         metrics = None
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            metrics = _evaluate(backbone, catalog, valid, cfg, trie, info)
-            if _after_eval(prog, metrics, epoch, cfg):
+            metrics = _evaluate(backbone, catalog, valid, val, trie, info)
+            if _after_eval(prog, metrics, epoch, cfg, val):
                 _save_best(out, backbone, cfg, epoch, dict(metrics.values), info, provenance)
         record = EpochRecord(epoch, loss, dict(metrics.values) if metrics else None,
                              time.perf_counter() - started, train_s, seen / max(train_s, 1e-9),
@@ -369,11 +382,14 @@ def _epoch_line(r: EpochRecord, prog: _Progress) -> str:
 
 
 def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | Path, *,
-              progress: bool = True, provenance: dict[str, str] | None = None,
+              progress: bool = True, evaluation: EvalConfig | None = None,
+              provenance: dict[str, str] | None = None,
               restart_mismatched: bool = False) -> SFTResult:
     """Train, validate each epoch, keep the best checkpoint, test it once (module docstring).
 
-    ``provenance`` (the dataset and SIDs fingerprints) is recorded in
+    Validation and test rank with ``evaluation``'s beam and cut-offs (the
+    defaults of :class:`~deepinterest.config.EvalConfig` when None) over the
+    splits' history length. ``provenance`` (the dataset and SIDs fingerprints) is recorded in
     ``best/sft.json`` so a checkpoint can be checked against a run later.
     A ``last/`` that cannot be resumed exactly (other config or data, or an
     unreadable file) is an error, or with ``restart_mismatched`` a warning and
@@ -386,7 +402,8 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
     info = dd.init_distributed()
     out = Path(out_dir)
     backbone.to(info.device)
-    data = TrainData.from_examples(splits.train, cfg.max_history)
+    val = _Validation.of(evaluation, splits, cfg)
+    data = TrainData.from_examples(splits.train, splits.max_history)
     steps = len(_global_batches(data, cfg, 1, info)) * cfg.epochs
     opt, sched = _optimizer(backbone, cfg, steps)
     prog = _load_last(out, backbone, opt, sched, cfg, len(data), info, restart_mismatched)
@@ -394,19 +411,19 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
         prog = _Progress()
         torch.manual_seed(cfg.seed + info.rank)  # dropout stream, per rank
     _train_loop(backbone, catalog, data, valid_subset(splits.valid, cfg), cfg, out, info,
-                progress, prog, opt, sched, provenance)
+                progress, prog, opt, sched, provenance, val)
     if not (out / BEST / SFT_FILE).is_file():  # no validation ran (epochs=0)
         _save_best(out, backbone, cfg, prog.epoch, {}, info, provenance)
-    result = _finish(backbone, catalog, splits, cfg, out, info, prog, started)
+    result = _finish(backbone, catalog, splits, cfg, out, info, prog, started, val)
     dd.cleanup(info)
     return result
 
 
-def _finish(backbone, catalog, splits, cfg, out, info, prog, started) -> SFTResult:
+def _finish(backbone, catalog, splits, cfg, out, info, prog, started, val) -> SFTResult:
     """Load the best checkpoint into ``backbone`` and evaluate it on test once."""
     best = type(backbone).load(out / BEST, catalog)
     backbone.load_state_dict(best.state_dict())
-    test = _evaluate(backbone, catalog, splits.test, cfg, SIDTrie.from_catalog(catalog), info)
+    test = _evaluate(backbone, catalog, splits.test, val, SIDTrie.from_catalog(catalog), info)
     valid_users = len(valid_subset(splits.valid, cfg))
     result = SFTResult(prog.best_epoch, prog.epoch, Metrics(valid_users, prog.best_valid), test,
                        prog.history, time.perf_counter() - started, out / BEST, prog.stopped)
@@ -441,7 +458,7 @@ def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tu
         torch.set_num_threads(cfg.threads)
     info = dd.init_distributed()
     backbone.to(info.device)
-    data = TrainData.from_examples(splits.train, cfg.max_history)
+    data = TrainData.from_examples(splits.train, splits.max_history)
     batches = _global_batches(data, cfg, 1, info)
     opt, sched = _optimizer(backbone, cfg, len(batches) * cfg.epochs)
     model = dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)

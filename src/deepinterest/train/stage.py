@@ -102,13 +102,21 @@ def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
 
 
 def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-                out: str | Path, *, progress: bool = True, force: bool = False) -> StageResult:
+                out: str | Path, *, evaluation=None, progress: bool = True,
+                force: bool = False) -> StageResult:
     """Supervised fine-tuning of the configured backbone (``di train --stage sft``).
 
-    ``force`` lets ``out`` replace a folder that is not a training folder.
+    Checkpoints are chosen on validation ranked with ``evaluation`` (an
+    :class:`~deepinterest.config.EvalConfig`; its defaults when None), as
+    ``di eval`` ranks. ``force`` lets ``out`` replace a folder that is not a
+    training folder.
     """
+    from ..config import EvalConfig
+
     dataset_dir, sids_dir, out = Path(dataset_dir), Path(sids_dir), Path(out)
-    config = {"train": train_cfg.model_dump(mode="json"), "split": split_cfg.model_dump()}
+    evaluation = evaluation or EvalConfig()
+    config = {"train": train_cfg.model_dump(mode="json"), "split": split_cfg.model_dump(),
+              "eval": evaluation.model_dump()}
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult(SFT_STAGE, out, True, 0.0, {})
@@ -118,13 +126,13 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
     lock = claim_output(out, SFT_STAGE, force=force) if info.main else contextlib.nullcontext()
     try:
         with lock:
-            return _train(train_cfg, split_cfg, dataset_dir, sids_dir, out, config, inputs,
-                          info, progress)
+            return _train(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, out, config,
+                          inputs, info, progress)
     finally:
         dd.cleanup(info)
 
 
-def _train(train_cfg, split_cfg, dataset_dir: Path, sids_dir: Path, out: Path,
+def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, out: Path,
            config: dict, inputs: dict, info, progress: bool) -> StageResult:
     from .sft import train_sft
 
@@ -142,11 +150,10 @@ def _train(train_cfg, split_cfg, dataset_dir: Path, sids_dir: Path, out: Path,
     backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
     if train_cfg.init_from_codebooks:
         init_from_codebooks(backbone, sids_dir)
-    sft = train_cfg.sft.model_copy(update={"max_history": split_cfg.max_history})
     # The folder is ours and locked: a last/ from another config (a crash, an older
     # version) is restarted rather than refused.
-    result = train_sft(backbone, catalog, splits, sft, out, progress=progress,
-                       provenance=inputs, restart_mismatched=True)
+    result = train_sft(backbone, catalog, splits, train_cfg.sft, out, progress=progress,
+                       evaluation=evaluation, provenance=inputs, restart_mismatched=True)
     counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
               "test_ndcg@10": round(result.test.values.get("ndcg@10", float("nan")), 4)}
     if info.main:
