@@ -53,3 +53,27 @@ def test_save_then_load_round_trip(tmp_path):
     cfg.eval.ks = [1, 3]
     save_config(cfg, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == cfg
+
+
+def test_component_names_are_checked_against_the_registry_with_file_and_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[tokenize]\nquantizer = "rkmean"\n[tokenize.encoder]\nkind = "st"\n'
+                    '[train]\nbackbone = "t6"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert "line 2, key 'tokenize.quantizer': Value error, unknown quantizer 'rkmean'; " \
+        "use one of: rkmeans, rqvae" in text
+    assert "line 4, key 'tokenize.encoder.kind'" in text and "auto, hf, sentence-transformers" in text
+    assert "line 6, key 'train.backbone'" in text and "causal-lm" in text and "t5" in text
+
+
+def test_cli_overrides_describe_the_config_fields_they_override():
+    from typer.testing import CliRunner
+
+    from deepinterest.cli import app
+    from deepinterest.config import SFTConfig
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
+    assert f"{SFTConfig.model_fields['epochs'].description} (config default: " \
+        f"{SFTConfig().epochs})" in result.output

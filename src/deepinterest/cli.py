@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from .config import DataConfig, EvalConfig, SFTConfig, TokenizeConfig, TrainConfig
 from .errors import DeepInterestError
 
 app = typer.Typer(help="deepinterest: generative recommendation with LLM-mined deep interests.",
@@ -44,10 +45,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _data_config(source: str, format: str, items: Optional[Path], kcore: Optional[int]):
-    from .config import DataConfig
+def _override(model, field: str, *names: str, **extra):
+    """An option that overrides config field ``field`` of ``model``: its help text is the
+    field's description and default, so the command line and the config never disagree."""
+    info = model.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    text = f"{info.description or field.replace('_', ' ')} (config default: {default})"
+    return typer.Option(None, *names, help=text.replace("[", "\\["), **extra)
 
-    return DataConfig(source=source, format=format, items=items, kcore=kcore)
+
+def _data_config(source: str, format: Optional[str], items: Optional[Path],
+                 kcore: Optional[int]) -> DataConfig:
+    return DataConfig(source=source, format=format or "auto", items=items, kcore=kcore)
 
 
 @data_app.command("prepare")
@@ -55,10 +64,9 @@ def _data_config(source: str, format: str, items: Optional[Path], kcore: Optiona
 def data_prepare(
     source: str = typer.Argument("default", help="'default', a data folder or a file"),
     out: Path = typer.Option(Path("runs/data"), help="artifact folder to write"),
-    format: str = typer.Option("auto", help="auto, default, p5, recbole, amazon2014/2018/2023"),
+    format: Optional[str] = _override(DataConfig, "format"),
     items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
-    kcore: Optional[int] = typer.Option(None, min=0,
-                                        help="k-core filter (default 5 for raw Amazon)"),
+    kcore: Optional[int] = _override(DataConfig, "kcore", min=0),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not a dataset artifact"),
 ) -> None:
@@ -74,10 +82,9 @@ def data_prepare(
 @_friendly
 def data_stats(
     source: str = typer.Argument("default", help="'default', a data folder, file or artifact"),
-    format: str = typer.Option("auto", help="auto, default, p5, recbole, amazon2014/2018/2023"),
+    format: Optional[str] = _override(DataConfig, "format"),
     items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
-    kcore: Optional[int] = typer.Option(None, min=0,
-                                        help="k-core filter (default 5 for raw Amazon)"),
+    kcore: Optional[int] = _override(DataConfig, "kcore", min=0),
 ) -> None:
     """Print users, items, interactions and sequence-length statistics."""
     from .data.model import INFO_FILE, load_dataset
@@ -106,10 +113,11 @@ def tokenize_cmd(
     out: Path = typer.Option(Path("runs/sids"), help="artifact folder to write"),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="run config whose \\[tokenize] table is used"),
-    quantizer: Optional[str] = typer.Option(None, help="rkmeans, rqvae or a plugin's name"),
-    levels: Optional[int] = typer.Option(None, help="code levels before the suffix"),
-    codebook_size: Optional[int] = typer.Option(None, help="codes per level (default auto)"),
-    balanced: Optional[bool] = typer.Option(None, help="balance the last level (LC-Rec)"),
+    quantizer: Optional[str] = _override(TokenizeConfig, "quantizer"),
+    levels: Optional[int] = _override(TokenizeConfig, "levels"),
+    codebook_size: Optional[int] = _override(TokenizeConfig, "codebook_size"),
+    balanced: Optional[bool] = _override(TokenizeConfig, "balanced_last_level",
+                                         "--balanced/--no-balanced"),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not a sids artifact"),
 ) -> None:
@@ -148,8 +156,8 @@ def train_cmd(
     stage: str = typer.Option("sft", help="training stage: sft (rl comes in a later release)"),
     config: Optional[Path] = _CONFIG,
     workdir: Optional[str] = _WORKDIR,
-    backbone: Optional[str] = typer.Option(None, help="t5, causal-lm or a plugin's name"),
-    epochs: Optional[int] = typer.Option(None, help="override train.sft.epochs"),
+    backbone: Optional[str] = _override(TrainConfig, "backbone"),
+    epochs: Optional[int] = _override(SFTConfig, "epochs"),
     force: bool = typer.Option(False, help="replace an <workdir>/sft that is not a training "
                                "folder"),
 ) -> None:
@@ -180,7 +188,7 @@ def eval_cmd(
     config: Optional[Path] = _CONFIG,
     workdir: Optional[str] = _WORKDIR,
     checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
-    beam: Optional[int] = typer.Option(None, help="beam width (default 20)"),
+    beam: Optional[int] = _override(EvalConfig, "beam"),
 ) -> None:
     """HR@5/10 and NDCG@5/10 of a checkpoint on validation and test (writes <workdir>/eval)."""
     from .train.stage import eval_stage

@@ -25,6 +25,20 @@ from .errors import ConfigError
 from .registry import available
 
 
+def registered(group: str, value: str, what: str, *, also: tuple[str, ...] = ()) -> str:
+    """``value`` if it names a component of ``group`` (or one of ``also``), else a ValueError.
+
+    Components register through entry points, so a plugin's name is valid here
+    as soon as its package is installed; the check runs when a config is read,
+    so a typo is reported with the config's file and line.
+    """
+    names = sorted(available(group))
+    if value not in (*also, *names):
+        choices = ", ".join([*also, *names]) or "none installed"
+        raise ValueError(f"unknown {what} {value!r}; use one of: {choices}")
+    return value
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -43,12 +57,7 @@ class DataConfig(StrictModel):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        # Readers register through entry points, so a plugin format is valid here too.
-        names = sorted(available("readers"))
-        if value not in ("auto", "default", *names):
-            raise ValueError(f"unknown data format {value!r}; use auto, default or a "
-                             f"registered reader: {', '.join(names) or 'none installed'}")
-        return value
+        return registered("readers", value, "data format", also=("auto", "default"))
 
 
 class SplitConfig(StrictModel):
@@ -72,10 +81,16 @@ class EncoderConfig(StrictModel):
 
     name: str = Field("sentence-transformers/all-MiniLM-L6-v2",
                       description="sentence-transformers or Hugging Face model name or path")
-    kind: Literal["auto", "sentence-transformers", "hf"] = "auto"
+    kind: str = Field("auto", description="'auto' or a registered encoder: "
+                      "sentence-transformers, hf (mean pooling) or a plugin's name")
     batch_size: int = Field(64, ge=1)
     normalize: bool = True
     device: str | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return registered("encoders", value, "encoder kind", also=("auto",))
 
 
 class TokenizeConfig(StrictModel):
@@ -86,7 +101,7 @@ class TokenizeConfig(StrictModel):
         default_factory=lambda: ["title", "brand", "categories", "description"],
         description="item fields joined into the text that is embedded, in order")
     quantizer: str = Field("rkmeans", description="registered quantizer: rkmeans, rqvae, ...")
-    levels: int = Field(3, ge=1, le=8)
+    levels: int = Field(3, ge=1, le=8, description="code levels before the suffix")
     codebook_size: int | Literal["auto"] = Field(
         "auto", description="codes per level; auto = 256, or fewer for small catalogues")
     options: dict[str, Any] = Field(default_factory=dict,
@@ -95,6 +110,11 @@ class TokenizeConfig(StrictModel):
         False, description="Sinkhorn re-assignment of colliding items' last code (LC-Rec)")
     seed: int = 0
     cache_dir: Path | None = Field(None, description="embedding cache; default ~/.cache")
+
+    @field_validator("quantizer")
+    @classmethod
+    def _known_quantizer(cls, value: str) -> str:
+        return registered("quantizers", value, "quantizer")
 
     @field_validator("codebook_size")
     @classmethod
@@ -112,7 +132,7 @@ class SFTConfig(StrictModel):
     """
 
     # Defaults chosen on the default dataset's validation split (docs/training.md).
-    epochs: int = Field(60, ge=0)
+    epochs: int = Field(60, ge=0, description="passes over the training prefixes")
     batch_size: int = Field(256, ge=1, description="examples per process and step")
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -139,6 +159,11 @@ class TrainConfig(StrictModel):
         False, description="start the code embeddings from the quantizer's codewords "
         "(backbones with init_code_embeddings, e.g. t5)")
     sft: SFTConfig = Field(default_factory=SFTConfig)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        return registered("backbones", value, "backbone")
 
 
 class RunConfig(StrictModel):

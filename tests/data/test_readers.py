@@ -143,6 +143,6 @@ def test_default_kcore_comes_from_each_readers_signature():
 
 def test_unknown_format_lists_the_registered_readers():
     assert DataConfig(format="recbole").format == "recbole"
-    with pytest.raises(ValueError, match="unknown data format 'p6'; use auto, default or a "
-                       "registered reader: amazon2014, .*p5, recbole"):
+    with pytest.raises(ValueError, match="unknown data format 'p6'; use one of: auto, default, "
+                       "amazon2014, .*p5, recbole"):
         DataConfig(format="p6")
