@@ -119,7 +119,8 @@ ENCODER_NAMES: dict[str, Callable[[], str]] = {"sentence-transformers": _minilm,
 def _recipe(table: dict[str, Any], kind: str, name: str) -> Any:
     if name not in table:
         tables = {"quantizers": "QUANTIZER_OPTIONS", "backbones": "BACKBONE_OPTIONS",
-                  "readers": "READER_FILES", "encoders": "ENCODER_NAMES"}
+                  "readers": "READER_FILES", "encoders": "ENCODER_NAMES",
+                  "miners": "MINER_OPTIONS"}
         pytest.fail(f"{kind[:-1]} {name!r} is registered but has no recipe: add one to "
                     f"{tables[kind]} in tests/test_registry.py so its contract is checked")
     return table[name]
@@ -187,7 +188,41 @@ def check_encoder(name: str, tmp_path: Path) -> None:
     assert isinstance(encoder.identity, str) and encoder.identity
 
 
+def _scripted_miner(tmp_path: Path) -> dict[str, Any]:
+    def reply(request) -> str:
+        if request.task == "judge":
+            return json.dumps({"labels": [1] * len(request.descriptors)})
+        text = f"using {request.evidence.get('title', request.key).lower()} every day"
+        return json.dumps({"descriptors": [{"text": text, "confidence": 0.7}]})
+    return {"replies": reply}
+
+
+# Options under which a miner answers every request validly (an API backend's recipe
+# points it at a local server that speaks its wire format).
+MINER_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "scripted": _scripted_miner,
+}
+
+
+def check_miner(name: str, tmp_path: Path) -> None:
+    from deepinterest.miners import Interests, MineRequest, Miner, Verdicts
+
+    miner = registry.create("miners", name, **_recipe(MINER_OPTIONS, "miners", name)(tmp_path))
+    assert isinstance(miner, Miner) and isinstance(miner.model, str)
+    requests = [MineRequest("item", "A", {"title": "Lip Balm", "brand": "Acme"}),
+                MineRequest("item", "B", {"title": "Wide Tooth Comb"}),
+                MineRequest("judge", "A", {"title": "Lip Balm"}, descriptors=("x y", "z w"))]
+    results = miner.mine(requests)
+    assert [(r.key, r.task) for r in results] == [(q.key, q.task) for q in requests]
+    assert all(r.ok and r.prompt_version.startswith(r.task) for r in results), results
+    assert isinstance(results[0].answer, Interests) and isinstance(results[2].answer, Verdicts)
+    assert len(results[2].answer.labels) == 2
+    assert all(r.tokens_in >= 0 and r.tokens_out >= 0 and r.cost_usd >= 0 for r in results)
+    assert miner.mine([]) == []
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
+    "miners": check_miner,
     "quantizers": check_quantizer,
     "backbones": check_backbone,
     "readers": check_reader,
@@ -222,6 +257,7 @@ def test_the_built_in_components_are_registered():
     assert {"p5", "recbole", "amazon2014", "amazon2018", "amazon2023"} <= set(
         registry.available("readers"))
     assert {"sentence-transformers", "hf"} <= set(registry.available("encoders"))
+    assert {"scripted"} <= set(registry.available("miners"))
 
 
 # ---------------------------------------------------------------- create

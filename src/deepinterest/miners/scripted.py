@@ -1,0 +1,69 @@
+"""A scripted miner for tests and examples: replies come from a table or a function.
+
+``ScriptedMiner(replies={"item-1": '{"descriptors": [...]}'})`` answers each
+request with the reply stored under its key (a list gives successive
+replies, for retries), or ``replies=fn`` with ``fn(request) -> str``. Replies
+go through the same parsing as every backend's (:mod:`.replies`), so a
+malformed scripted reply fails exactly as a model's would. Token counts are
+whitespace words, and cost is ``price_per_token`` times their sum, so cost
+accounting can be tested without a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from .base import MineRequest, MineResult
+from .cache import Reply
+from .prompts import prompt_for
+from .replies import failure, to_result
+
+
+class ScriptedMiner:
+    """Answers from a table or a function (module docstring)."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        price_per_token: float = 0.0
+        retries: int = 1  # re-asks after an invalid reply, as a real backend does
+
+    def __init__(self, replies: dict[str, str | list[str]] | Callable[[MineRequest], str],
+                 *, model: str = "scripted", **options):
+        self.model = model
+        self.options = self.Options(**options)
+        self._replies = replies
+        self._served: dict[str, int] = {}
+        self.calls: list[MineRequest] = []  # every request actually answered, for tests
+
+    def _reply(self, request: MineRequest) -> str | None:
+        self.calls.append(request)
+        if callable(self._replies):
+            return self._replies(request)
+        found = self._replies.get(request.key)
+        if isinstance(found, list):
+            n = self._served.get(request.key, 0)
+            self._served[request.key] = n + 1
+            return found[min(n, len(found) - 1)] if found else None
+        return found
+
+    def _one(self, request: MineRequest) -> MineResult:
+        version = prompt_for(request.task).version
+        meta = dict(backend="scripted", model=self.model, prompt_version=version)
+        result = None
+        for attempt in range(1, self.options.retries + 2):
+            raw = self._reply(request)
+            if raw is None:
+                return failure(request, "no scripted reply", attempts=attempt, **meta)
+            words = len(raw.split())
+            reply = Reply(raw, tokens_in=0, tokens_out=words,
+                          cost_usd=words * self.options.price_per_token)
+            result = to_result(request, reply, attempts=attempt, **meta)
+            if result.ok:
+                return result
+        return result
+
+    def mine(self, requests: Sequence[MineRequest]) -> list[MineResult]:
+        return [self._one(request) for request in requests]
