@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,3 +307,35 @@ def is_up_to_date(folder: str | Path, *, config: dict[str, Any], inputs: dict[st
     return manifest.get("config_fingerprint") == fingerprint_value(config) and manifest.get(
         "inputs"
     ) == inputs
+
+
+# -- the stage runner: one home for the sequence every stage follows ----------
+
+@dataclass(frozen=True)
+class Stage:
+    """What identifies one run of a stage: its name, folder, settings and inputs."""
+
+    name: str  # the manifest's ``stage``
+    out: Path
+    config: dict[str, Any]
+    inputs: dict[str, str]  # fingerprints of what it reads
+    force: bool = False  # rebuild when up to date; replace a folder of another kind
+
+
+def run_stage(stage: Stage, build: Callable[[Path], dict[str, Any]]) -> StageResult:
+    """Check and lock ``stage.out``, skip it when up to date, else build it atomically.
+
+    ``build(folder)`` writes the stage's files into ``folder`` (a temporary
+    sibling, renamed into place when the manifest is written) and returns the
+    counts for the manifest. A failure leaves the previous artifact as it was.
+    """
+    with claim_output(stage.out, stage.name, force=stage.force) as out:
+        if not stage.force and is_up_to_date(out, config=stage.config, inputs=stage.inputs):
+            return StageResult(stage.name, out, True, 0.0, {})
+        start = time.perf_counter()
+        with atomic_dir(out) as tmp:
+            counts = build(tmp)
+            seconds = time.perf_counter() - start
+            write_manifest(tmp, stage=stage.name, config=stage.config, inputs=stage.inputs,
+                           counts=counts, seconds=seconds)
+    return StageResult(stage.name, out, False, seconds, counts)

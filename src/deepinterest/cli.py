@@ -16,6 +16,7 @@ import typer
 
 from .config import DataConfig, EvalConfig, SFTConfig, TokenizeConfig, TrainConfig
 from .errors import DeepInterestError
+from .layout import RunLayout
 
 app = typer.Typer(help="deepinterest: generative recommendation with LLM-mined deep interests.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -172,8 +173,8 @@ def train_cmd(
         cfg.train.backbone = backbone
     if epochs is not None:
         cfg.train.sft.epochs = epochs
-    w = Path(cfg.workdir)
-    result = train_stage(cfg.train, cfg.split, w / "dataset", w / "sids", w / "sft",
+    run = RunLayout(cfg.workdir)
+    result = train_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft,
                          evaluation=cfg.eval, force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
         return
@@ -196,9 +197,9 @@ def eval_cmd(
     cfg = _run_config(config, workdir)
     if beam is not None:
         cfg.eval.beam = beam
-    w = Path(cfg.workdir)
-    result = eval_stage(cfg.eval, cfg.split, w / "dataset", w / "sids",
-                        checkpoint or w / "sft" / "best", w / "eval")
+    run = RunLayout(cfg.workdir)
+    result = eval_stage(cfg.eval, cfg.split, run.dataset, run.sids, checkpoint or run.checkpoint,
+                        run.eval)
     _print_metrics(result.path / "metrics.json")
 
 
@@ -215,8 +216,8 @@ def recommend_cmd(
     from .train.stage import recommend_for_user
 
     cfg = _run_config(config, workdir)
-    w = Path(cfg.workdir)
-    rows = recommend_for_user(user, w / "dataset", w / "sids", checkpoint or w / "sft" / "best",
+    run = RunLayout(cfg.workdir)
+    rows = recommend_for_user(user, run.dataset, run.sids, checkpoint or run.checkpoint,
                               k=k, beam=max(cfg.eval.beam, k), max_history=cfg.split.max_history)
     for row in rows:
         sid = "-".join(str(c) for c in row["sid"])
@@ -240,9 +241,10 @@ def run_cmd(
         typer.echo(f"[{stage.stage}] {state} -> {stage.path} {stage.counts or ''}".rstrip())
 
     result = run(cfg, on_stage=report)
-    _print_metrics(result.workdir / "baseline" / "metrics.json")
-    if (result.workdir / "eval" / "metrics.json").is_file():
-        _print_metrics(result.workdir / "eval" / "metrics.json")
+    run = RunLayout(result.workdir)
+    _print_metrics(run.baseline / "metrics.json")
+    if (run.eval / "metrics.json").is_file():
+        _print_metrics(run.eval / "metrics.json")
     if result.missing:
         typer.echo("not in this release yet: " + ", ".join(result.missing))
 

@@ -13,26 +13,24 @@ missing rather than faked.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import (
+    Stage,
     StageResult,
     artifact_fingerprint,
-    atomic_dir,
     atomic_write_text,
-    claim_output,
+    run_stage,
     stage_lock,
-    is_up_to_date,
-    write_manifest,
 )
 from .config import RunConfig, save_config
 from .errors import DeepInterestError
 from .data.model import load_dataset
 from .data.prepare import prepare_dataset
 from .evaluate import write_metrics
+from .layout import RunLayout
 from .tokenizers.stage import tokenize_items
 from .train.stage import eval_stage, train_stage
 
@@ -53,35 +51,28 @@ def evaluate_popularity(cfg: RunConfig, dataset_dir: Path, out: Path) -> StageRe
 
     config = {"split": cfg.split.model_dump(), "eval": cfg.eval.model_dump(), "model": "pop"}
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
-    with claim_output(out, "baseline"):
-        if is_up_to_date(out, config=config, inputs=inputs):
-            return StageResult("baseline", out, True, 0.0, {})
-        start = time.perf_counter()
+
+    def build(folder: Path) -> dict:
         metrics = popularity_metrics(load_dataset(dataset_dir),
                                      max_history=cfg.split.max_history, ks=cfg.eval.ks)
-        with atomic_dir(out) as tmp:
-            write_metrics(tmp / "metrics.json", metrics, model=MostPopular.name)
-            seconds = time.perf_counter() - start
-            counts = {"valid_users": metrics["valid"].users, "test_users": metrics["test"].users}
-            write_manifest(tmp, stage="baseline", config=config, inputs=inputs, counts=counts,
-                           seconds=seconds)
-    return StageResult("baseline", out, False, seconds, counts)
+        write_metrics(folder / "metrics.json", metrics, model=MostPopular.name)
+        return {"valid_users": metrics["valid"].users, "test_users": metrics["test"].users}
+
+    return run_stage(Stage("baseline", Path(out), config, inputs), build)
 
 
-RUN_CONFIG = "config.yaml"
 # Marks the run folder's config.yaml as ours, so a rerun may replace it and a
 # user's own config.yaml in a folder named as workdir is never overwritten.
 _CONFIG_HEADER = "# Resolved config of the run in this folder, written by `di run`.\n"
 
 
-def _check_workdir(workdir: Path) -> None:
-    if workdir.exists() and not workdir.is_dir():
-        raise DeepInterestError(f"workdir {workdir} is a file; name a folder for the run")
-    saved = workdir / RUN_CONFIG
-    if saved.is_file() and not (workdir / "run.json").is_file() and \
-            not saved.read_text(encoding="utf-8").startswith(_CONFIG_HEADER):
-        raise DeepInterestError(f"{saved} was not written by `di run`; a run in {workdir} "
-                                "would overwrite it. Use another workdir")
+def _check_workdir(run: RunLayout) -> None:
+    if run.root.exists() and not run.root.is_dir():
+        raise DeepInterestError(f"workdir {run.root} is a file; name a folder for the run")
+    if run.config.is_file() and not run.summary.is_file() and \
+            not run.config.read_text(encoding="utf-8").startswith(_CONFIG_HEADER):
+        raise DeepInterestError(f"{run.config} was not written by `di run`; a run in "
+                                f"{run.root} would overwrite it. Use another workdir")
 
 
 def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None,
@@ -92,30 +83,49 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
     folder), so a second run on the same folder fails at once instead of
     mixing its files with this one's.
     """
-    workdir = Path(cfg.workdir)
-    _check_workdir(workdir)
-    with stage_lock(workdir):
-        workdir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, workdir / RUN_CONFIG, header=_CONFIG_HEADER)
-        result = RunResult(workdir)
-        for step in _steps(cfg, workdir, progress):
-            stage = step()
+    layout = RunLayout(cfg.workdir)
+    _check_workdir(layout)
+    with stage_lock(layout.root):
+        layout.root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, layout.config, header=_CONFIG_HEADER)
+        result = RunResult(layout.root)
+        for _, step in STEPS:
+            stage = step(cfg, layout, progress)
             result.stages.append(stage)
             if on_stage is not None:
                 on_stage(stage)
         summary = {"stages": [s.stage for s in result.stages], "missing": list(result.missing)}
-        atomic_write_text(workdir / "run.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(layout.summary, json.dumps(summary, indent=2) + "\n")
     return result
 
 
-def _steps(cfg: RunConfig, workdir: Path, progress: bool) -> tuple[Callable[[], StageResult], ...]:
-    return (
-        lambda: prepare_dataset(cfg.data, workdir / "dataset"),
-        lambda: tokenize_items(cfg.tokenize, workdir / "dataset", workdir / "sids",
-                               progress=progress),
-        lambda: train_stage(cfg.train, cfg.split, workdir / "dataset", workdir / "sids",
-                            workdir / "sft", evaluation=cfg.eval, progress=progress),
-        lambda: eval_stage(cfg.eval, cfg.split, workdir / "dataset", workdir / "sids",
-                           workdir / "sft" / "best", workdir / "eval"),
-        lambda: evaluate_popularity(cfg, workdir / "dataset", workdir / "baseline"),
-    )
+def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+    return prepare_dataset(cfg.data, run.dataset)
+
+
+def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+    return tokenize_items(cfg.tokenize, run.dataset, run.sids, progress=progress)
+
+
+def _train_sft(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+    return train_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft,
+                       evaluation=cfg.eval, progress=progress)
+
+
+def _eval(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+    return eval_stage(cfg.eval, cfg.split, run.dataset, run.sids, run.checkpoint, run.eval)
+
+
+def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+    return evaluate_popularity(cfg, run.dataset, run.baseline)
+
+
+# The chain, in order: one entry per stage (a stage that is not shipped yet is
+# listed in PLANNED_STAGES instead).
+STEPS: tuple[tuple[str, Callable[[RunConfig, RunLayout, bool], StageResult]], ...] = (
+    ("data", _data),
+    ("tokenize", _tokenize),
+    ("train-sft", _train_sft),
+    ("eval", _eval),
+    ("baseline", _baseline),
+)

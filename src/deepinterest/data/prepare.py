@@ -10,20 +10,17 @@ the first line. ``format=`` skips the guess.
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import registry
 from ..artifacts import (
+    Stage,
     StageResult,
-    atomic_dir,
     check_output,
-    claim_output,
     fingerprint_paths,
-    is_up_to_date,
-    write_manifest,
+    run_stage,
 )
 from ..errors import DataError
 from .io import iter_json_records
@@ -147,26 +144,20 @@ def prepare_dataset(cfg, out: str | Path, *, force: bool = False) -> StageResult
     ``force`` rebuilds an up-to-date artifact and lets ``out`` replace a folder
     that is not a dataset artifact (see :func:`~deepinterest.artifacts.check_output`).
     """
-    out = check_output(out, "data", force=force)
     src = resolve_source(cfg.source, format=cfg.format, side=cfg.items or cfg.meta)
     files = [p for p in (src.main, src.side) if p is not None]
     inputs = {"source": fingerprint_paths(files) if files else "embedded"}
     config = {**cfg.model_dump(mode="json"), "resolved_format": src.format}
-    with claim_output(out, "data", force=force):
-        if not force and is_up_to_date(out, config=config, inputs=inputs):
-            return StageResult("data", out, True, 0.0, {})
-        start = time.perf_counter()
+
+    def build(folder: Path) -> dict:
         dataset = read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
         stats = dataset.stats()
         _check_not_empty(src, stats, cfg.kcore)
-        counts = {"users": stats.users, "items": stats.items,
-                  "interactions": stats.interactions}
-        with atomic_dir(out) as tmp:
-            save_dataset(dataset, tmp)
-            seconds = time.perf_counter() - start
-            write_manifest(tmp, stage="data", config=config, inputs=inputs, counts=counts,
-                           seconds=seconds)
-    return StageResult("data", out, False, seconds, counts)
+        save_dataset(dataset, folder)
+        return {"users": stats.users, "items": stats.items, "interactions": stats.interactions}
+
+    return run_stage(Stage("data", check_output(out, "data", force=force), config, inputs,
+                           force), build)
 
 
 def _check_not_empty(src: Source, stats, kcore: int | None) -> None:

@@ -39,15 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import (
-    StageResult,
-    artifact_fingerprint,
-    atomic_dir,
-    check_output,
-    claim_output,
-    is_up_to_date,
-    write_manifest,
-)
+from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
 from ..data.model import Dataset, Item, load_dataset
 from ..encoders import build_encoder, embed_texts
 from ..errors import DeepInterestError
@@ -180,25 +172,20 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
     dataset_dir, out = Path(dataset_dir), check_output(out, "tokenize", force=force)
     config = cfg.model_dump(mode="json", exclude={"cache_dir"})
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
-    with claim_output(out, "tokenize", force=force):
-        if not force and is_up_to_date(out, config=config, inputs=inputs):
-            return StageResult("tokenize", out, True, 0.0, {})
+
+    def build(folder: Path) -> dict:
         start = time.perf_counter()
         dataset = load_dataset(dataset_dir)
         texts, warning = _texts_or_warning(dataset, cfg.text_fields)
         vectors = embed_texts(_encoder(cfg), texts, cache_dir=cfg.cache_dir or default_cache_dir(),
                               progress=progress)
-        embed_seconds = time.perf_counter() - start
         result = fit_sids(vectors, cfg, progress=progress)
-        result.stats.update(embed_seconds=embed_seconds, warnings=[warning] if warning else [])
-        with atomic_dir(out) as tmp:
-            _write_outputs(tmp, dataset, result, vectors, cfg)
-            seconds = time.perf_counter() - start
-            counts = {k: result.stats[k] for k in ("items", "unique_sids",
-                                                   "collision_rate_before_suffix")}
-            write_manifest(tmp, stage="tokenize", config=config, inputs=inputs, counts=counts,
-                           seconds=seconds)
-    return StageResult("tokenize", out, False, seconds, counts)
+        result.stats.update(embed_seconds=time.perf_counter() - start,
+                            warnings=[warning] if warning else [])
+        _write_outputs(folder, dataset, result, vectors, cfg)
+        return {k: result.stats[k] for k in ("items", "unique_sids", "collision_rate_before_suffix")}
+
+    return run_stage(Stage("tokenize", out, config, inputs, force), build)
 
 
 def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], str | None]:

@@ -39,15 +39,16 @@ import torch
 from ..artifacts import (
     MANIFEST,
     STAGE_MARKER,
+    Stage,
     StageResult,
     artifact_fingerprint,
-    atomic_dir,
     atomic_write_text,
     check_output,
     claim_output,
     fingerprint_paths,
     fingerprint_value,
     is_up_to_date,
+    run_stage,
     write_manifest,
 )
 from ..backbones.base import BACKBONE_FILE, SIDCatalog
@@ -239,26 +240,21 @@ def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Pat
     # The checkpoint's own files: best/ and last/ of one run are different inputs.
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir),
               "checkpoint": fingerprint_paths([checkpoint])}
-    with claim_output(out, "eval", force=force):
-        if is_up_to_date(out, config=config, inputs=inputs):
-            return StageResult("eval", out, True, 0.0, {})
-        start = time.perf_counter()
+
+    def build(folder: Path) -> dict:
         dataset = load_dataset(dataset_dir)
         catalog = load_catalog(dataset, sids_dir)
         backbone = load_checkpoint(checkpoint, catalog)
         splits = leave_one_out(dataset, max_history=split_cfg.max_history)
-        topk = max(eval_cfg.ks)
         metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam,
-                                             topk=topk, ks=eval_cfg.ks,
+                                             topk=max(eval_cfg.ks), ks=eval_cfg.ks,
                                              max_history=split_cfg.max_history)
                    for name, part in (("valid", splits.valid), ("test", splits.test))}
-        with atomic_dir(out) as tmp:
-            write_metrics(tmp / "metrics.json", metrics, checkpoint=str(checkpoint),
-                          beam=eval_cfg.beam)
-            counts = {"test_users": metrics["test"].users}
-            write_manifest(tmp, stage="eval", config=config, inputs=inputs, counts=counts,
-                           seconds=time.perf_counter() - start)
-    return StageResult("eval", out, False, time.perf_counter() - start, counts)
+        write_metrics(folder / "metrics.json", metrics, checkpoint=str(checkpoint),
+                      beam=eval_cfg.beam)
+        return {"test_users": metrics["test"].users}
+
+    return run_stage(Stage("eval", out, config, inputs, force), build)
 
 
 def recommend_for_user(user_id: str, dataset_dir: str | Path, sids_dir: str | Path,
