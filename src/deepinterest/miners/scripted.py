@@ -52,14 +52,14 @@ class ScriptedMiner:
     def _one(self, request: MineRequest) -> MineResult:
         version = prompt_for(request.task).version
         meta = dict(backend="scripted", model=self.model, prompt_version=version)
-        result = None
+        result, spent = None, (0, 0.0)  # every attempt is paid for, answered or not
         for attempt in range(1, self.options.retries + 2):
             raw = self._reply(request)
             if raw is None:
                 return failure(request, "no scripted reply", attempts=attempt, **meta)
             words = len(raw.split())
-            reply = Reply(raw, tokens_in=0, tokens_out=words,
-                          cost_usd=words * self.options.price_per_token)
+            spent = (spent[0] + words, spent[1] + words * self.options.price_per_token)
+            reply = Reply(raw, tokens_in=0, tokens_out=spent[0], cost_usd=spent[1])
             result = to_result(request, reply, attempts=attempt, **meta)
             if result.ok:
                 return result

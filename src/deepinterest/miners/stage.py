@@ -1,0 +1,165 @@
+"""The mine stage: a dataset artifact in, an ``interests`` artifact out (``di mine``).
+
+Every configured miner is asked about every item (the same requests, so the
+answer cache serves reruns and changed ensembles); their answers are
+ensembled per item, each ensembled descriptor gets a reward label, and each
+user's interests are aggregated from the items before their validation
+target (:mod:`.users`). The artifact:
+
+| file | content |
+|---|---|
+| ``items.jsonl`` | per item: ``item``; ``answers`` (each miner's raw reply, answer, error, tokens, cost, latency, prompt version); ``descriptors`` (ensembled: text, confidence, support, sources, label, probability); ``quality`` = sum(c_j l_j) / sum(c_j); ``failures`` (miner and reason) |
+| ``users.jsonl`` | per user: ``user``, ``items_used``, ``descriptors`` (text, confidence) |
+| ``report.json`` | per miner: items, answered, failed, tokens, dollars, latency median/p95, descriptors per item, agreement, positive-label rate; and the planted-motivation recovery when the dataset has an answer key (:mod:`.report`) |
+
+No item is dropped: an item every miner failed on is still in
+``items.jsonl``, with its failures and no descriptors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import registry
+from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
+from ..data.model import Dataset, Item, load_dataset
+from .base import MineRequest, MineResult, item_evidence
+from .users import aggregate_user_interests
+
+ITEMS_FILE, USERS_FILE, REPORT_FILE = "items.jsonl", "users.jsonl", "report.json"
+MINE_STAGE = "mine"
+
+
+def item_requests(items: list[Item]) -> list[MineRequest]:
+    """One item request per item: its evidence fields and its first image, if any."""
+    return [MineRequest("item", it.id, item_evidence(it.fields),
+                        image=it.images[0] if it.images else None) for it in items]
+
+
+def _takes(factory: Any, name: str) -> str | None:
+    """The option of ``factory`` that means ``name`` (e.g. ``budget`` or ``budget_usd``), if any.
+
+    Read from the backend's ``Options`` model, else its signature's named
+    parameters: a ``**options`` catch-all says nothing about what it accepts.
+    """
+    fields = getattr(getattr(factory, "Options", None), "model_fields", None)
+    if fields is None:
+        try:
+            fields = {p.name for p in inspect.signature(factory).parameters.values()
+                      if p.kind is not p.VAR_KEYWORD}
+        except (TypeError, ValueError):
+            return None
+    return next((f for f in (name, f"{name}_usd", f"{name}_path") if f in fields), None)
+
+
+def _build_miner(spec, cfg, spent: float):
+    """The miner of ``spec``, with the stage's cache and remaining budget where it takes them."""
+    factory = registry.get("miners", spec.backend)
+    options = dict(spec.options)
+    for name, value in (("cache", None if cfg.cache is None else str(cfg.cache)),
+                        ("budget", None if cfg.budget is None else max(cfg.budget - spent, 0.0))):
+        key = _takes(factory, name)
+        if value is not None and key and key not in options:
+            options[key] = value
+    return registry.create("miners", spec.backend, **options)
+
+
+def ask_miners(cfg, requests: list[MineRequest]) -> dict[str, list[MineResult]]:
+    """Every configured miner's results for ``requests``, by miner label."""
+    answers: dict[str, list[MineResult]] = {}
+    spent = 0.0
+    for spec in cfg.miners:
+        results = _build_miner(spec, cfg, spent).mine(requests)
+        spent += sum(r.cost_usd for r in results if not r.cached)
+        answers[spec.name] = results
+    return answers
+
+
+def _answer_record(result: MineResult) -> dict[str, Any]:
+    record = result.record()
+    for key in ("key", "task"):
+        record.pop(key)
+    return record
+
+
+def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
+    """Each item's answers (by miner) ensembled by the configured ensembler."""
+    ensembler = registry.create("ensemblers", spec.kind, **spec.options)
+    if hasattr(ensembler, "combine_many"):  # embeds all descriptor texts at once
+        return ensembler.combine_many(per_item)
+    return [ensembler.combine(answers) for answers in per_item]
+
+
+def label_items(spec, items: list[Item], ensembled: list[list]) -> list[list[dict[str, Any]]]:
+    """Each ensembled descriptor as a record with its reward label and probability."""
+    labeler = registry.create("labelers", spec.kind, **spec.options)
+    evidence = [item_evidence(it.fields) for it in items]
+    texts = [[d.text for d in descriptors] for descriptors in ensembled]
+    labels = labeler.label(evidence, texts)
+    return [[{"text": d.text, "confidence": round(d.confidence, 4), "support": d.support,
+              "sources": list(d.sources), "label": lab.label,
+              "probability": None if lab.probability is None else round(lab.probability, 4),
+              "labeler": lab.labeler, **({"label_error": lab.error} if lab.error else {})}
+             for d, lab in zip(descriptors, item_labels)]
+            for descriptors, item_labels in zip(ensembled, labels)]
+
+
+def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg) -> list[dict]:
+    """Ensembled, labelled descriptors and the answers behind them, one row per item."""
+    from .labels import item_quality
+
+    per_item = [{name: results[n] for name, results in answers.items()}
+                for n in range(len(items))]
+    ensembled = ensemble_items(cfg.ensemble, [{name: r.answer for name, r in row.items()
+                                               if r.ok} for row in per_item])
+    labelled = label_items(cfg.labeler, items, ensembled)
+    rows = []
+    for item, results, descriptors in zip(items, per_item, labelled):
+        rows.append({
+            "item": item.id,
+            "answers": {name: _answer_record(r) for name, r in results.items()},
+            "descriptors": descriptors,
+            "quality": round(item_quality([d["confidence"] for d in descriptors],
+                                          [d["label"] for d in descriptors]), 4),
+            "failures": [{"miner": name, "error": r.error} for name, r in results.items()
+                         if not r.ok],
+        })
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
+               progress: bool = True) -> StageResult:
+    """Write the ``interests`` artifact of the dataset artifact in ``dataset_dir``."""
+    from .report import build_report
+
+    dataset_dir = Path(dataset_dir)
+    out = check_output(out, MINE_STAGE, force=force)
+    config = cfg.model_dump(mode="json", exclude={"cache"})
+    inputs = {"dataset": artifact_fingerprint(dataset_dir)}
+
+    def build(folder: Path) -> dict[str, Any]:
+        dataset: Dataset = load_dataset(dataset_dir)
+        items = dataset.items[:cfg.limit] if cfg.limit else dataset.items
+        answers = ask_miners(cfg, item_requests(items))
+        rows = item_rows(items, answers, cfg)
+        _write_jsonl(folder / ITEMS_FILE, rows)
+        users = ([] if cfg.users == "none" else
+                 aggregate_user_interests(dataset, {r["item"]: r for r in rows},
+                                          top_k=cfg.user_top_k))
+        _write_jsonl(folder / USERS_FILE, users)
+        report = build_report(dataset, rows, answers)
+        (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return {"items": len(rows), "users": len(users),
+                "failed_items": sum(1 for r in rows if not r["descriptors"] and r["failures"]),
+                "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4)}
+
+    return run_stage(Stage(MINE_STAGE, out, config, inputs, force), build)

@@ -1,0 +1,275 @@
+"""A local stand-in for the OpenAI and Anthropic HTTP APIs, with scripted faults.
+
+It listens on 127.0.0.1 only, speaks enough of each wire format for the real
+SDKs (``POST /v1/chat/completions`` and ``POST /v1/messages``: JSON bodies,
+usage token counts, the error bodies and headers of each API), and answers
+every item with a valid interest (or, for a judge, a label per descriptor).
+A request is named by its item: the ``title`` (else the first history entry)
+of the evidence in the question. ``faults={"A": ["429", "ok"]}`` scripts the
+successive replies for item A:
+
+- ``ok``: a valid answer; ``429`` / ``429:S``: rate limited with
+  ``Retry-After: S`` (default 1); ``429-date:S``: the same as an HTTP date;
+  ``500``: a server error; ``slow:S``: a valid answer after S seconds;
+  ``notjson``: prose with no JSON; ``truncated``: JSON cut off mid-answer;
+  ``echo-key``: a 401 whose message repeats the key it was sent (as some
+  providers do).
+
+``latency`` delays every answer, as a model's generation would. It stops by
+itself after ``lifetime`` seconds or ``max_requests`` requests, and every
+connection closes after ``idle`` seconds without a request. Run it by hand
+for the examples of docs/miners-api.md::
+
+    python tests/miners/fake_llm_server.py --port 8765 --lifetime 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HOST = "127.0.0.1"  # loopback only
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the server received it."""
+
+    path: str
+    item: str
+    task: str
+    at: float  # time.monotonic() on arrival
+    auth: str  # the credential header's value
+    action: str
+    structured: str  # response_format type, or the forced tool's name ("" for none)
+    image: str  # the first image's URL or media type ("" for none)
+
+
+def _question(body: dict[str, Any]) -> str:
+    """The text of the first user message (a string or a list of parts)."""
+    first = next(m for m in body["messages"] if m["role"] == "user")
+    content = first["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def _structured(body: dict[str, Any]) -> str:
+    return ((body.get("response_format") or {}).get("type")
+            or (body.get("tool_choice") or {}).get("name", ""))
+
+
+def _image(body: dict[str, Any]) -> str:
+    for message in body["messages"]:
+        for part in message["content"] if isinstance(message["content"], list) else []:
+            if part.get("type") == "image_url":
+                return part["image_url"]["url"][:40]
+            if part.get("type") == "image":
+                source = part["source"]
+                return source.get("url") or source.get("media_type", "")
+    return ""
+
+
+def _evidence(question: str) -> dict[str, Any]:
+    start = question.find("{")
+    return json.JSONDecoder().raw_decode(question[start:])[0] if start >= 0 else {}
+
+
+def _answer(question: str) -> tuple[str, dict[str, Any], str]:
+    """(item, answer, task) for a question."""
+    evidence = _evidence(question)
+    item = str(evidence.get("title") or (evidence.get("history") or ["?"])[0])
+    if "Descriptors:" in question:
+        count = len(re.findall(r"^\d+\. ", question.split("Descriptors:")[1], re.MULTILINE))
+        return item, {"reasoning": "", "labels": [1] * count}, "judge"
+    descriptors = [{"text": f"enjoying {item.lower()} every day", "confidence": 0.8},
+                   {"text": f"a thoughtful gift around {item.lower()}", "confidence": 0.6}]
+    return item, {"reasoning": "", "descriptors": descriptors}, "item"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many clients connect at once; the default backlog of 5 drops connections, which
+    # then wait a second for the kernel to retry.
+    request_queue_size = 256
+
+
+class FakeLLMServer:
+    """The server (module docstring); a context manager, or ``start`` / ``stop``."""
+
+    def __init__(self, *, faults: dict[str, list[str]] | None = None, port: int = 0,
+                 lifetime: float = 60.0, max_requests: int = 5000, idle: float = 5.0,
+                 latency: float = 0.0):
+        self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
+        self.latency = latency  # seconds every answer takes, as a model's would
+        self.seen: list[Seen] = []
+        self.max_requests = max_requests
+        self._lock = threading.Lock()
+        self._httpd = _Server((HOST, port), _handler(self, idle))
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> FakeLLMServer:
+        self._thread.start()
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def counts(self) -> Counter[str]:
+        """Requests received per item."""
+        with self._lock:
+            return Counter(s.item for s in self.seen)
+
+    def _next(self, path: str, item: str, task: str, auth: str, body: dict[str, Any]) -> str:
+        with self._lock:
+            if len(self.seen) >= self.max_requests:
+                threading.Thread(target=self.stop, daemon=True).start()
+                return "500"
+            queue = self.faults.get(item)
+            action = queue.pop(0) if queue else "ok"
+            self.seen.append(Seen(path, item, task, time.monotonic(), auth, action,
+                                  _structured(body), _image(body)))
+            return action
+
+
+# ---------------------------------------------------------------- wire formats
+
+
+def _openai_reply(model: str, text: str, finish: str, tokens_in: int) -> dict[str, Any]:
+    tokens_out = max(1, len(text) // 4)
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                      "total_tokens": tokens_in + tokens_out}}
+
+
+def _anthropic_reply(model: str, block: dict[str, Any], finish: str,
+                     tokens_in: int) -> dict[str, Any]:
+    tokens_out = max(1, len(json.dumps(block)) // 4)
+    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [block], "stop_reason": finish, "stop_sequence": None,
+            "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}}
+
+
+def _success(path: str, body: dict[str, Any], action: str, answer: dict[str, Any],
+             tokens_in: int) -> dict[str, Any]:
+    text, finish = json.dumps(answer), "stop"
+    if action == "notjson":
+        text = "I would rather describe this product in prose."
+    elif action == "truncated":
+        text, finish = text[: text.rfind('"confidence"') - 2], "length"
+    model = body.get("model", "fake")
+    if path.endswith("/chat/completions"):
+        return _openai_reply(model, text, finish, tokens_in)
+    if action == "ok" or action.startswith("slow"):
+        block = {"type": "tool_use", "id": "toolu_fake", "name": "answer", "input": answer}
+        return _anthropic_reply(model, block, "tool_use", tokens_in)
+    return _anthropic_reply(model, {"type": "text", "text": text},
+                            "max_tokens" if finish == "length" else "end_turn", tokens_in)
+
+
+def _error(path: str, status: int, message: str) -> dict[str, Any]:
+    if path.endswith("/messages"):
+        kind = {429: "rate_limit_error", 401: "authentication_error"}.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    return {"error": {"message": message, "type": "server_error", "code": None}}
+
+
+def _handler(server: FakeLLMServer, idle: float) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs expect
+        timeout = idle  # an idle connection's thread ends after this
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if not self.path.endswith(("/chat/completions", "/messages")):
+                return self._send(404, _error(self.path, 404, "unknown path"))
+            body = json.loads(raw)
+            item, answer, task = _answer(_question(body))
+            auth = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            action = server._next(self.path, item, task, auth, body)
+            self._act(action, body, answer, len(raw) // 4, auth)
+
+        def _act(self, action: str, body: dict[str, Any], answer: dict[str, Any],
+                 tokens_in: int, auth: str) -> None:
+            name, _, arg = action.partition(":")
+            if name in ("429", "429-date"):
+                wait = float(arg or 1)
+                header = (str(arg or 1) if name == "429" else
+                          email.utils.formatdate(time.time() + wait, usegmt=True))
+                return self._send(429, _error(self.path, 429, "rate limited"),
+                                  {"retry-after": header})
+            if name == "500":
+                return self._send(500, _error(self.path, 500, "internal error"))
+            if name == "echo-key":
+                return self._send(401, _error(self.path, 401, f"Incorrect API key: {auth}"))
+            time.sleep(float(arg or 2) if name == "slow" else server.latency)
+            self._send(200, _success(self.path, body, action, answer, tokens_in))
+
+        def _send(self, status: int, payload: dict[str, Any],
+                  headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
+                self.close_connection = True
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--lifetime", type=float, default=600.0, help="seconds, then it stops")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
+    args = parser.parse_args()
+    server = FakeLLMServer(port=args.port, lifetime=args.lifetime, latency=args.latency).start()
+    print(f"fake OpenAI API at {server.openai_url}, Anthropic API at {server.anthropic_url}; "
+          f"stops in {args.lifetime:g} s", flush=True)
+    server._thread.join()
+
+
+if __name__ == "__main__":
+    main()

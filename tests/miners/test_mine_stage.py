@@ -1,0 +1,137 @@
+"""The mine stage: every item accounted for, ensembled and labelled, users without leaks."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepinterest.cli import app
+from deepinterest.config import MineConfig
+from deepinterest.miners.stage import mine_stage
+
+runner = CliRunner()
+
+ITEMS = {"A": "Trail Running Shoes", "B": "Insulated Water Bottle", "C": "Espresso Grinder",
+         "D": "Milk Frother", "E": "Yoga Mat"}
+
+
+def _answer(*pairs) -> str:
+    return json.dumps({"descriptors": [{"text": t, "confidence": c} for t, c in pairs]})
+
+
+def _dataset(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "user_sequence.txt").write_text("u1 A B C D\nu2 E A B\n")
+    (src / "x.item").write_text("item_id:token\ttitle:token\n" +
+                                "".join(f"{k}\t{v}\n" for k, v in ITEMS.items()))
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["data", "prepare", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+REPLIES_1 = {"A": _answer(("training for a first marathon", 0.9)),
+             "B": _answer(("staying hydrated on long hikes", 0.8)),
+             "C": _answer(("making cafe-quality coffee at home", 0.9)),
+             "D": "I think this is a nice product.",  # never valid: recorded as failed
+             "E": _answer(("a calm home workout routine", 0.7))}
+REPLIES_2 = {**REPLIES_1, "A": _answer(("preparing for a first marathon", 0.6)),
+             "C": _answer(("brewing cafe-quality coffee at home", 0.7),
+                          ("impressing guests after dinner", 0.4))}
+
+
+def _config(**extra) -> MineConfig:
+    settings = {"ensemble": {"kind": "vote", "options": {"min_votes": 2}}, **extra}
+    return MineConfig(miners=[{"backend": "scripted", "label": "one",
+                               "options": {"replies": REPLIES_1, "price_per_token": 0.001}},
+                              {"backend": "scripted", "label": "two",
+                               "options": {"replies": REPLIES_2}}], **settings)
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mine")
+    dataset = _dataset(tmp)
+    result = mine_stage(_config(), dataset, tmp / "interests", progress=False)
+    return tmp, dataset, result
+
+
+def _rows(folder: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (folder / name).read_text().splitlines()]
+
+
+def test_every_item_is_in_the_artifact_with_answers_or_failures(mined):
+    tmp, _, result = mined
+    rows = {r["item"]: r for r in _rows(result.path, "items.jsonl")}
+    assert set(rows) == set(ITEMS)
+    assert rows["D"]["descriptors"] == []
+    assert {f["miner"] for f in rows["D"]["failures"]} == {"one", "two"}
+    assert all("no JSON object" in f["error"] for f in rows["D"]["failures"])
+    answer = rows["A"]["answers"]["one"]
+    assert answer["prompt_version"] == "item.v1" and answer["attempts"] == 1
+    assert answer["answer"]["descriptors"][0]["text"] == "training for a first marathon"
+
+
+def test_vote_keeps_what_both_miners_support_and_labels_it(mined):
+    _, _, result = mined
+    rows = {r["item"]: r for r in _rows(result.path, "items.jsonl")}
+    c = rows["C"]["descriptors"]
+    assert len(c) == 1 and c[0]["support"] == 2 and c[0]["sources"] == ["one", "two"]
+    assert c[0]["text"] == "making cafe-quality coffee at home"  # the more confident wording
+    assert all(d["label"] in (0, 1) and 0 <= d["probability"] <= 1 for r in rows.values()
+               for d in r["descriptors"])
+    for row in rows.values():  # q = sum(c l) / sum(c)
+        ds = row["descriptors"]
+        total = sum(d["confidence"] for d in ds)
+        expected = sum(d["confidence"] * d["label"] for d in ds) / total if total else 0.0
+        assert row["quality"] == round(expected, 4)
+
+
+def test_user_interests_come_from_items_before_the_validation_target(mined):
+    _, _, result = mined
+    users = {u["user"]: u for u in _rows(result.path, "users.jsonl")}
+    items = {r["item"]: {d["text"] for d in r["descriptors"]}
+             for r in _rows(result.path, "items.jsonl")}
+    assert users["u1"]["items_used"] == 2  # A, B; C and D are the validation and test targets
+    assert {d["text"] for d in users["u1"]["descriptors"]} <= items["A"] | items["B"]
+    assert not {d["text"] for d in users["u1"]["descriptors"]} & items["C"]
+    assert users["u2"]["items_used"] == 1
+
+
+def test_report_counts_tokens_dollars_and_failures(mined):
+    _, _, result = mined
+    report = json.loads((result.path / "report.json").read_text())
+    one, two = report["miners"]["one"], report["miners"]["two"]
+    assert (one["items"], one["answered"], one["failed"]) == (5, 4, 1)
+    words = sum(len(r.split()) for r in REPLIES_1.values()) + len(REPLIES_1["D"].split())
+    assert one["tokens_out"] == words  # D is asked twice (one re-ask)
+    assert one["dollars"] == pytest.approx(words * 0.001)
+    assert two["dollars"] == 0.0 and one["agreement"] > 0
+    assert result.counts["failed_items"] == 1
+
+
+def test_rerun_is_skipped_and_a_new_ensemble_rebuilds(mined):
+    tmp, dataset, _ = mined
+    again = mine_stage(_config(), dataset, tmp / "interests", progress=False)
+    assert again.skipped
+    union = _config(ensemble={"kind": "union"})
+    rebuilt = mine_stage(union, dataset, tmp / "interests", progress=False)
+    assert not rebuilt.skipped
+    rows = {r["item"]: r for r in _rows(rebuilt.path, "items.jsonl")}
+    assert len(rows["C"]["descriptors"]) == 2  # union keeps the one-miner descriptor too
+
+
+def test_di_mine_cli_and_report(tmp_path):
+    dataset = _dataset(tmp_path)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[mine.miners]]\nbackend = "embedding"\n')
+    out = tmp_path / "interests"
+    result = runner.invoke(app, ["mine", str(dataset), "--config", str(cfg), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "embedding" in result.output and "desc/item" in result.output
+    report = runner.invoke(app, ["mine", "report", str(out)])
+    assert report.exit_code == 0 and report.output.splitlines()[0].startswith("miner")
+    bad = runner.invoke(app, ["mine", "report", str(tmp_path)])
+    assert bad.exit_code == 2 and "report.json" in bad.output
