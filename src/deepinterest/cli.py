@@ -163,7 +163,8 @@ _CONFIG = typer.Option(None, "--config", "-c", help="TOML or YAML run config")
 def mine_cmd(
     args: Optional[list[str]] = typer.Argument(
         None, help="DATASET (a dataset artifact, 'default' or a data source; default: "
-        "'default'), or `report DIR` to print an interests artifact's report"),
+        "'default'); or `report DIR` to print an interests artifact's report; or "
+        "`merge DATASET SHARD...` to join the shards of a run into --out"),
     out: Path = typer.Option(Path("runs/default/interests"), help="artifact folder to write"),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="run config whose \\[mine] table is used"),
@@ -174,6 +175,7 @@ def mine_cmd(
                                            "(OpenAI-compatible servers)"),
     limit: Optional[int] = _override(MineConfig, "limit", min=1),
     budget: Optional[float] = _override(MineConfig, "budget", min=0.0),
+    shard: Optional[str] = _override(MineConfig, "shard"),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not an interests artifact"),
 ) -> None:
@@ -187,13 +189,29 @@ def mine_cmd(
             raise DeepInterestError("usage: di mine report DIR")
         typer.echo(format_report(Path(args[1])))
         return
+    if args[:1] == ["merge"]:
+        _merge(args[1:], out, force)
+        return
     if len(args) > 1:
         raise DeepInterestError(f"one DATASET expected, got {args}")
     cfg = _mine_config(config, backend, model, base_url, limit, budget)
+    if shard is not None:
+        cfg.shard = shard
     dataset = _dataset_for(args[0] if args else "default", out.parent / "dataset")
     result = mine_stage(cfg, dataset, out, force=force)
     state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
     typer.echo(f"interests {result.path}: {state} {result.counts or ''}".rstrip())
+    typer.echo(format_report(result.path))
+
+
+def _merge(args: list[str], out: Path, force: bool) -> None:
+    from .miners.report import format_report
+    from .miners.shards import merge_shards
+
+    if len(args) < 2:
+        raise DeepInterestError("usage: di mine merge DATASET SHARD_DIR... --out DIR")
+    result = merge_shards(args[1:], args[0], out, force=force)
+    typer.echo(f"interests {result.path}: merged {len(args) - 1} shards {result.counts}")
     typer.echo(format_report(result.path))
 
 

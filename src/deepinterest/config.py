@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .data.synthetic import SyntheticConfig
 from .errors import ConfigError
@@ -202,6 +209,10 @@ class EnsembleSpec(ComponentSpec):
 class LabelerSpec(ComponentSpec):
     kind: str = Field("heuristic", description="registered labeler: heuristic, judge, "
                       "classifier")
+    teacher: LabelerSpec | None = Field(
+        None, description="for a labeler that learns (classifier): the labeler, e.g. "
+        "{kind = 'judge', options = {...}}, whose labels on a sample it is fitted to")
+    sample: int = Field(200, ge=1, description="items the teacher labels for the fit")
 
     @field_validator("kind")
     @classmethod
@@ -217,13 +228,42 @@ class MineConfig(StrictModel):
         description="miners asked about every item; the embedding miner needs no LLM")
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
     labeler: LabelerSpec = Field(default_factory=LabelerSpec)
-    users: Literal["aggregate", "none"] = Field(
-        "aggregate", description="users' interests from their items' interests, before "
-        "each user's validation target")
+    users: Literal["aggregate", "miner", "none"] = Field(
+        "aggregate", description="users' interests, from the items before each user's "
+        "validation target: aggregated from those items' interests, or asked of a miner")
+    user_miner: str | None = Field(None, description="label of the miner asked about users "
+                                   "(users = 'miner'); default: the first miner")
     user_top_k: int = Field(8, ge=1, description="descriptors kept per user")
     limit: int | None = Field(None, ge=1, description="mine only the first N items")
+    shard: str | None = Field(None, description="'I/N': mine items I, I+N, I+2N, ... only "
+                              "(split a catalogue across machines; `di mine merge` joins them)")
     budget: float | None = Field(None, gt=0, description="dollars; None = no limit")
     cache: Path | None = Field(None, description="answer cache (SQLite); default ~/.cache")
+
+    @model_validator(mode="after")
+    def _user_miner_known(self) -> MineConfig:
+        names = [m.name for m in self.miners]
+        if self.user_miner is not None and self.user_miner not in names:
+            raise ValueError(f"user_miner {self.user_miner!r} is not one of the miners {names}")
+        return self
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        index, _, count = value.partition("/")
+        if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+            raise ValueError(f"shard must be 'I/N' with 0 <= I < N, e.g. '0/4'; got {value!r}")
+        return value
+
+    @property
+    def shard_of(self) -> tuple[int, int] | None:
+        """(I, N) of ``shard``, or None."""
+        if self.shard is None:
+            return None
+        index, count = self.shard.split("/")
+        return int(index), int(count)
 
     @field_validator("miners")
     @classmethod

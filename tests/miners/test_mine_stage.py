@@ -135,3 +135,63 @@ def test_di_mine_cli_and_report(tmp_path):
     assert report.exit_code == 0 and report.output.splitlines()[0].startswith("miner")
     bad = runner.invoke(app, ["mine", "report", str(tmp_path)])
     assert bad.exit_code == 2 and "report.json" in bad.output
+
+
+def test_shards_merge_into_what_one_run_writes(tmp_path):
+    dataset = _dataset(tmp_path)
+    whole = mine_stage(_config(), dataset, tmp_path / "whole", progress=False)
+    shards = []
+    for index in range(2):
+        cfg = _config(shard=f"{index}/2")
+        shards.append(mine_stage(cfg, dataset, tmp_path / f"s{index}", progress=False).path)
+    assert len(_rows(shards[0], "items.jsonl")) == 3 and _rows(shards[0], "users.jsonl") == []
+    result = runner.invoke(app, ["mine", "merge", str(dataset), *map(str, shards),
+                                 "--out", str(tmp_path / "merged")])
+    assert result.exit_code == 0, result.output
+    merged = tmp_path / "merged"
+    for name in ("items.jsonl", "users.jsonl"):
+        assert (merged / name).read_text() == (whole.path / name).read_text(), name
+    same = json.loads((merged / "manifest.json").read_text())
+    assert same["config"] == json.loads((whole.path / "manifest.json").read_text())["config"]
+    missing = runner.invoke(app, ["mine", "merge", str(dataset), str(shards[0]),
+                                  "--out", str(tmp_path / "m2")])
+    assert missing.exit_code == 2 and "shards [1] of 2 are missing" in missing.output
+
+
+def test_a_bad_shard_is_refused():
+    with pytest.raises(ValueError, match="shard must be 'I/N'"):
+        _config(shard="2/2")
+
+
+def test_users_asked_of_a_miner_see_only_titles_before_the_validation_target(tmp_path):
+    from deepinterest.data.model import load_dataset
+    from deepinterest.miners.users import user_requests
+
+    dataset = _dataset(tmp_path)
+    asked = {r.key: r.evidence["history"] for r in user_requests(load_dataset(dataset))}
+    assert asked == {"u1": [ITEMS["A"], ITEMS["B"]], "u2": [ITEMS["E"]]}
+    replies = {**REPLIES_1, "u1": _answer(("an active outdoor life", 0.8)), "u2": "no"}
+    cfg = MineConfig(miners=[{"backend": "scripted", "options": {"replies": replies}}],
+                     users="miner")
+    result = mine_stage(cfg, dataset, tmp_path / "interests", progress=False)
+    users = {u["user"]: u for u in _rows(result.path, "users.jsonl")}
+    assert users["u1"]["descriptors"] == [{"text": "an active outdoor life", "confidence": 0.8}]
+    assert users["u2"]["descriptors"] == [] and "no JSON object" in users["u2"]["error"]
+
+
+def test_a_classifier_learns_the_teachers_labels_on_a_sample(tmp_path):
+    dataset = _dataset(tmp_path)
+    cfg = _config(ensemble={"kind": "union"},
+                  labeler={"kind": "classifier", "sample": 3,
+                           "teacher": {"kind": "judge", "options": {
+                               "miner": "scripted",
+                               "miner_options": {"judge_pattern": [1, 0]}}}})
+    result = mine_stage(cfg, dataset, tmp_path / "interests", progress=False)
+    rows = _rows(result.path, "items.jsonl")
+    labelers = {d["labeler"] for r in rows for d in r["descriptors"]}
+    assert labelers == {"classifier", "judge:scripted"}
+    for row in rows:  # the sampled items keep the judge's labels, 1, 0, 1, ... in order
+        if row["descriptors"] and row["descriptors"][0]["labeler"] == "judge:scripted":
+            assert [d["label"] for d in row["descriptors"]] == \
+                [1 - j % 2 for j in range(len(row["descriptors"]))]
+    assert all(d["label"] in (0, 1) for r in rows for d in r["descriptors"])

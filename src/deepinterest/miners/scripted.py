@@ -11,6 +11,7 @@ accounting can be tested without a model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -29,17 +30,25 @@ class ScriptedMiner:
 
         price_per_token: float = 0.0
         retries: int = 1  # re-asks after an invalid reply, as a real backend does
+        # Judge requests without a scripted reply: label descriptor j with
+        # judge_pattern[j % len], so a judge can be scripted without knowing counts.
+        judge_pattern: list[int] | None = None
 
-    def __init__(self, replies: dict[str, str | list[str]] | Callable[[MineRequest], str],
-                 *, model: str = "scripted", **options):
+    def __init__(self, replies: dict[str, str | list[str]] | Callable[[MineRequest], str]
+                 | None = None, *, model: str = "scripted", **options):
         self.model = model
         self.options = self.Options(**options)
-        self._replies = replies
+        self._replies = replies or {}
         self._served: dict[str, int] = {}
         self.calls: list[MineRequest] = []  # every request actually answered, for tests
 
     def _reply(self, request: MineRequest) -> str | None:
         self.calls.append(request)
+        pattern = self.options.judge_pattern
+        if request.task == "judge" and pattern and (callable(self._replies) is False and
+                                                    request.key not in self._replies):
+            n = len(request.descriptors)
+            return json.dumps({"labels": [pattern[j % len(pattern)] for j in range(n)]})
         if callable(self._replies):
             return self._replies(request)
         found = self._replies.get(request.key)

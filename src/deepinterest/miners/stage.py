@@ -27,7 +27,7 @@ from .. import registry
 from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
 from ..data.model import Dataset, Item, load_dataset
 from .base import MineRequest, MineResult, item_evidence
-from .users import aggregate_user_interests
+from .users import aggregate_user_interests, asked_user_interests
 
 ITEMS_FILE, USERS_FILE, REPORT_FILE = "items.jsonl", "users.jsonl", "report.json"
 MINE_STAGE = "mine"
@@ -93,12 +93,39 @@ def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
     return [ensembler.combine(answers) for answers in per_item]
 
 
+def _taught_labels(spec, labeler, evidence: list[dict], texts: list[list[str]]) -> list[list]:
+    """Labels from a learning labeler fitted on its teacher's labels of a seeded sample.
+
+    The teacher (e.g. an LLM judge) labels ``spec.sample`` items; the learner
+    is fitted on them and labels the rest, so a few hundred judge calls label
+    a whole catalogue. The sampled items keep the teacher's own labels.
+    """
+    import random
+
+    teacher = registry.create("labelers", spec.teacher.kind, **spec.teacher.options)
+    picked = sorted(random.Random(0).sample(range(len(texts)), min(spec.sample, len(texts))))
+    taught = teacher.label([evidence[i] for i in picked], [texts[i] for i in picked])
+    labeler.fit([evidence[i] for i in picked], [texts[i] for i in picked], taught)
+    labels = labeler.label(evidence, texts)
+    for i, item_labels in zip(picked, taught):
+        labels[i] = item_labels
+    return labels
+
+
 def label_items(spec, items: list[Item], ensembled: list[list]) -> list[list[dict[str, Any]]]:
     """Each ensembled descriptor as a record with its reward label and probability."""
     labeler = registry.create("labelers", spec.kind, **spec.options)
     evidence = [item_evidence(it.fields) for it in items]
     texts = [[d.text for d in descriptors] for descriptors in ensembled]
-    labels = labeler.label(evidence, texts)
+    if spec.teacher is not None:
+        if not hasattr(labeler, "fit"):
+            from ..errors import DeepInterestError
+
+            raise DeepInterestError(f"labeler {spec.kind!r} cannot learn from a teacher "
+                                    "(it has no fit); drop mine.labeler.teacher")
+        labels = _taught_labels(spec, labeler, evidence, texts)
+    else:
+        labels = labeler.label(evidence, texts)
     return [[{"text": d.text, "confidence": round(d.confidence, 4), "support": d.support,
               "sources": list(d.sources), "label": lab.label,
               "probability": None if lab.probability is None else round(lab.probability, 4),
@@ -130,6 +157,13 @@ def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg) -> l
     return rows
 
 
+def _user_rows(dataset: Dataset, rows: list[dict], cfg) -> list[dict[str, Any]]:
+    if cfg.users == "miner":
+        spec = next(m for m in cfg.miners if m.name == (cfg.user_miner or cfg.miners[0].name))
+        return asked_user_interests(dataset, _build_miner(spec, cfg, 0.0))
+    return aggregate_user_interests(dataset, {r["item"]: r for r in rows}, top_k=cfg.user_top_k)
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
@@ -139,8 +173,6 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
                progress: bool = True) -> StageResult:
     """Write the ``interests`` artifact of the dataset artifact in ``dataset_dir``."""
-    from .report import build_report
-
     dataset_dir = Path(dataset_dir)
     out = check_output(out, MINE_STAGE, force=force)
     config = cfg.model_dump(mode="json", exclude={"cache"})
@@ -148,18 +180,35 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
 
     def build(folder: Path) -> dict[str, Any]:
         dataset: Dataset = load_dataset(dataset_dir)
-        items = dataset.items[:cfg.limit] if cfg.limit else dataset.items
+        items = selected_items(dataset, cfg)
         answers = ask_miners(cfg, item_requests(items))
         rows = item_rows(items, answers, cfg)
-        _write_jsonl(folder / ITEMS_FILE, rows)
-        users = ([] if cfg.users == "none" else
-                 aggregate_user_interests(dataset, {r["item"]: r for r in rows},
-                                          top_k=cfg.user_top_k))
-        _write_jsonl(folder / USERS_FILE, users)
-        report = build_report(dataset, rows, answers)
-        (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        return {"items": len(rows), "users": len(users),
-                "failed_items": sum(1 for r in rows if not r["descriptors"] and r["failures"]),
-                "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4)}
+        # A shard holds part of the catalogue: users wait for the merge.
+        users = cfg.shard is None and cfg.users != "none"
+        return write_artifact(folder, dataset, rows, answers, cfg, users=users)
 
     return run_stage(Stage(MINE_STAGE, out, config, inputs, force), build)
+
+
+def selected_items(dataset: Dataset, cfg) -> list[Item]:
+    """The items a run mines: the first ``limit``, then every N-th from I for shard I/N."""
+    items = dataset.items[:cfg.limit] if cfg.limit else list(dataset.items)
+    if cfg.shard_of is not None:
+        index, count = cfg.shard_of
+        items = items[index::count]
+    return items
+
+
+def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cfg, *,
+                   users: bool) -> dict[str, Any]:
+    """``items.jsonl``, ``users.jsonl`` and ``report.json``; the manifest's counts."""
+    from .report import build_report
+
+    _write_jsonl(folder / ITEMS_FILE, rows)
+    user_rows = _user_rows(dataset, rows, cfg) if users else []
+    _write_jsonl(folder / USERS_FILE, user_rows)
+    report = build_report(dataset, rows, answers)
+    (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return {"items": len(rows), "users": len(user_rows),
+            "failed_items": sum(1 for r in rows if not r["descriptors"] and r["failures"]),
+            "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4)}

@@ -40,3 +40,29 @@ def aggregate_user_interests(dataset: Dataset, item_rows: dict[str, dict[str, An
                      "descriptors": [{"text": t, "confidence": round(s / top, 4)}
                                      for t, s in ranked if s > 0]})
     return rows
+
+
+def user_requests(dataset: Dataset) -> list:
+    """One ``user`` request per user: the titles of the items before the validation target."""
+    from .base import MineRequest
+
+    requests = []
+    for user in dataset.users:
+        titles = [dataset.items[i].fields.get("title") or dataset.items[i].id
+                  for i in history_before_validation(user.items)]
+        requests.append(MineRequest("user", user.id, {"history": titles}))
+    return requests
+
+
+def asked_user_interests(dataset: Dataset, miner) -> list[dict[str, Any]]:
+    """One row per user from a miner's ``user`` answers; a failure is kept with its reason."""
+    requests = user_requests(dataset)
+    rows = []
+    for request, result in zip(requests, miner.mine(requests)):
+        row = {"user": request.key, "items_used": len(request.evidence["history"]),
+               "descriptors": [{"text": d.text, "confidence": round(d.confidence, 4)}
+                               for d in result.answer.descriptors] if result.ok else []}
+        if not result.ok:
+            row["error"] = result.error
+        rows.append(row)
+    return rows
