@@ -105,3 +105,16 @@ def test_beauty_stats():
     assert "users         22363" in result.output
     assert "items         12101" in result.output
     assert "interactions  198502" in result.output
+
+
+def test_run_without_miners_skips_mining(tmp_path):
+    cfg = _small(tmp_path)
+    cfg.write_text(cfg.read_text() + "\n[mine]\nminers = []\n")
+    work = tmp_path / "w"
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--workdir", str(work)])
+    assert result.exit_code == 0, result.output
+    assert "[mine]" not in result.output and not (work / "interests").exists()
+    assert "[eval] done" in result.output
+    none = runner.invoke(app, ["mine", str(work / "dataset"), "--config", str(cfg),
+                               "--out", str(tmp_path / "i")])
+    assert none.exit_code == 2 and "no miners configured" in none.output

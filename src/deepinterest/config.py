@@ -225,7 +225,8 @@ class MineConfig(StrictModel):
 
     miners: list[MinerSpec] = Field(
         default_factory=lambda: [MinerSpec(backend="embedding")],
-        description="miners asked about every item; the embedding miner needs no LLM")
+        description="miners asked about every item (the embedding miner needs no LLM); "
+        "an empty list skips mining in `di run`")
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
     labeler: LabelerSpec = Field(default_factory=LabelerSpec)
     users: Literal["aggregate", "miner", "none"] = Field(
@@ -269,8 +270,8 @@ class MineConfig(StrictModel):
     @classmethod
     def _distinct(cls, miners: list[MinerSpec]) -> list[MinerSpec]:
         names = [m.name for m in miners]
-        if not miners or len(set(names)) != len(names):
-            raise ValueError(f"miners must be a non-empty list with distinct labels: {names}")
+        if len(set(names)) != len(names):  # an empty list turns mining off in `di run`
+            raise ValueError(f"miners need distinct labels: {names}")
         return miners
 
 

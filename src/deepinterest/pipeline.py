@@ -91,6 +91,8 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
         result = RunResult(layout.root)
         for _, step in STEPS:
             stage = step(cfg, layout, progress)
+            if stage is None:  # a stage the config turned off
+                continue
             result.stages.append(stage)
             if on_stage is not None:
                 on_stage(stage)
@@ -103,9 +105,11 @@ def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     return prepare_dataset(cfg.data, run.dataset)
 
 
-def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
+def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
     from .miners.stage import mine_stage
 
+    if not cfg.mine.miners:  # mining turned off: the chain goes on without interests
+        return None
     return mine_stage(cfg.mine, run.dataset, run.interests, progress=progress)
 
 
@@ -128,7 +132,7 @@ def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 
 # The chain, in order: one entry per stage (a stage that is not shipped yet is
 # listed in PLANNED_STAGES instead).
-STEPS: tuple[tuple[str, Callable[[RunConfig, RunLayout, bool], StageResult]], ...] = (
+STEPS: tuple[tuple[str, Callable[[RunConfig, RunLayout, bool], StageResult | None]], ...] = (
     ("data", _data),
     ("mine", _mine),
     ("tokenize", _tokenize),

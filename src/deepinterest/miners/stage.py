@@ -26,6 +26,7 @@ from typing import Any
 from .. import registry
 from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
 from ..data.model import Dataset, Item, load_dataset
+from ..errors import DeepInterestError
 from .base import MineRequest, MineResult, item_evidence
 from .users import aggregate_user_interests, asked_user_interests
 
@@ -119,8 +120,6 @@ def label_items(spec, items: list[Item], ensembled: list[list]) -> list[list[dic
     texts = [[d.text for d in descriptors] for descriptors in ensembled]
     if spec.teacher is not None:
         if not hasattr(labeler, "fit"):
-            from ..errors import DeepInterestError
-
             raise DeepInterestError(f"labeler {spec.kind!r} cannot learn from a teacher "
                                     "(it has no fit); drop mine.labeler.teacher")
         labels = _taught_labels(spec, labeler, evidence, texts)
@@ -174,6 +173,9 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
                progress: bool = True) -> StageResult:
     """Write the ``interests`` artifact of the dataset artifact in ``dataset_dir``."""
     dataset_dir = Path(dataset_dir)
+    if not cfg.miners:
+        raise DeepInterestError("no miners configured: add one to [[mine.miners]] or use "
+                                "--backend (e.g. --backend embedding)")
     out = check_output(out, MINE_STAGE, force=force)
     config = cfg.model_dump(mode="json", exclude={"cache"})
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
