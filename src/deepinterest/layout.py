@@ -13,50 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _under_root(name: str) -> property:
+    return property(lambda self: self.root / name, doc=f"``<workdir>/{name}``")
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The folders and files of one run, under ``root`` (the config's ``workdir``)."""
 
     root: Path
 
-    def __init__(self, root: str | Path):
-        object.__setattr__(self, "root", Path(root))
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def dataset(self) -> Path:
-        return self.root / "dataset"
-
-    @property
-    def interests(self) -> Path:
-        return self.root / "interests"
-
-    @property
-    def sids(self) -> Path:
-        return self.root / "sids"
-
-    @property
-    def sft(self) -> Path:
-        return self.root / "sft"
-
-    @property
-    def rl(self) -> Path:
-        return self.root / "rl"
-
-    @property
-    def eval(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def baseline(self) -> Path:
-        return self.root / "baseline"
+    config = _under_root("config.yaml")
+    summary = _under_root("run.json")
+    dataset = _under_root("dataset")
+    interests = _under_root("interests")
+    sids = _under_root("sids")
+    sft = _under_root("sft")
+    rl = _under_root("rl")
+    eval = _under_root("eval")
+    baseline = _under_root("baseline")
 
     @property
     def checkpoint(self) -> Path:
