@@ -227,6 +227,9 @@ class MineConfig(StrictModel):
         default_factory=lambda: [MinerSpec(backend="embedding")],
         description="miners asked about every item (the embedding miner needs no LLM); "
         "an empty list skips mining in `di run`")
+    captioner: MinerSpec | None = Field(
+        None, description="a miner that takes images (openai, anthropic), asked for a factual "
+        "caption of each item's main image first; the caption joins the item's evidence")
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
     labeler: LabelerSpec = Field(default_factory=LabelerSpec)
     users: Literal["aggregate", "miner", "none"] = Field(

@@ -195,3 +195,35 @@ def test_a_classifier_learns_the_teachers_labels_on_a_sample(tmp_path):
             assert [d["label"] for d in row["descriptors"]] == \
                 [1 - j % 2 for j in range(len(row["descriptors"]))]
     assert all(d["label"] in (0, 1) for r in rows for d in r["descriptors"])
+
+
+def test_a_captioner_describes_images_first_and_the_caption_joins_the_evidence(tmp_path):
+    from deepinterest.data.model import Dataset, Item, load_dataset, save_dataset
+    from deepinterest.artifacts import write_manifest
+
+    source = load_dataset(_dataset(tmp_path))
+    items = [Item(it.id, it.fields, ("https://img.example/a.jpg",) if it.id == "A" else ())
+             for it in source.items]
+    folder = tmp_path / "with-images"
+    folder.mkdir()
+    save_dataset(Dataset(source.name, items, source.users, source.attributes), folder)
+    write_manifest(folder, stage="data", config={}, inputs={}, counts={}, seconds=0.0)
+    caption = json.dumps({"caption": "A pair of blue running shoes with white soles."})
+    cfg = _config(captioner={"backend": "scripted", "options": {"replies": {"A": caption}}})
+    result = mine_stage(cfg, folder, tmp_path / "interests", progress=False)
+    rows = {r["item"]: r for r in _rows(result.path, "items.jsonl")}
+    assert rows["A"]["caption"] == "A pair of blue running shoes with white soles."
+    assert rows["B"]["caption"] is None  # no image, not asked
+    report = json.loads((result.path / "report.json").read_text())
+    assert report["miners"]["captioner"]["items"] == 1
+    assert report["miners"]["captioner"]["answered"] == 1
+
+
+def test_item_requests_carry_the_caption_and_the_first_image():
+    from deepinterest.data.model import Item
+    from deepinterest.miners.stage import item_requests
+
+    items = [Item("A", {"title": "Shoes", "brand": "Acme"}, ("a.jpg", "b.jpg")), Item("B")]
+    first, second = item_requests(items, {"A": "Blue shoes."})
+    assert first.evidence == {"title": "Shoes", "brand": "Acme", "caption": "Blue shoes."}
+    assert first.image == "a.jpg" and second.image is None and second.evidence == {}

@@ -9,7 +9,7 @@ pydantic model of the backend's settings, unknown keys rejected),
 never written to a log, cache, manifest, record or error message) and
 ``takes_images``.
 
-A request names one task (``item``, ``user`` or ``judge``), the key it is for
+A request names one task (``item``, ``user``, ``judge`` or ``caption``), the key it is for
 (an item or user id) and the evidence shown to the model. A result always
 comes back: with a validated ``answer``, or with ``error`` saying why there
 is none, so no item is ever silently dropped. Each result carries what the
@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-Task = Literal["item", "user", "judge"]
+Task = Literal["item", "user", "judge", "caption"]
 # Item fields shown to a miner, in this order (the paper's evidence: title,
 # description, categories, brand, price and an image caption).
 EVIDENCE_FIELDS = ("title", "description", "categories", "brand", "price", "caption")

@@ -19,7 +19,8 @@ from typing import Any
 
 from ..errors import DeepInterestError
 
-DEFAULT_VERSIONS = {"item": "item.v1", "user": "user.v1", "judge": "judge.v1"}
+DEFAULT_VERSIONS = {"item": "item.v1", "user": "user.v1", "judge": "judge.v1",
+                    "caption": "caption.v1"}
 
 
 @dataclass(frozen=True)

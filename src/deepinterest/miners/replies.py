@@ -33,7 +33,7 @@ def to_result(request: MineRequest, reply: Reply, *, backend: str, model: str,
     try:
         answer = parse_answer(reply.raw, request.task)
     except AnswerError as exc:
-        repaired = repair_truncated(reply.raw) if request.task != "judge" else None
+        repaired = repair_truncated(reply.raw) if request.task in ("item", "user") else None
         try:
             answer = parse_answer(repaired, request.task) if repaired else None
         except AnswerError:

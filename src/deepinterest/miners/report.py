@@ -56,7 +56,8 @@ def miner_stats(name: str, results: list[MineResult], rows: list[dict[str, Any]]
         "latency_median_s": round(statistics.median(latencies), 4) if latencies else 0.0,
         "latency_p95_s": round(_percentile(latencies, 95), 4),
         "descriptors_per_item": round(
-            sum(len(r.answer.descriptors) for r in answered) / max(len(answered), 1), 3),
+            sum(len(getattr(r.answer, "descriptors", ())) for r in answered)
+            / max(len(answered), 1), 3),
         "agreement": round(agreed / max(len(answered), 1), 4),
         "positive_label_rate": round(sum(labelled) / len(labelled), 4) if labelled else None,
     }
@@ -73,7 +74,9 @@ def build_report(dataset: Dataset, rows: list[dict[str, Any]],
     planted = dataset.attributes.get("planted")
     if planted:
         per_source = {name: {r.key: [d.text for d in r.answer.descriptors] if r.ok else []
-                             for r in results} for name, results in answers.items()}
+                             for r in results}
+                      for name, results in answers.items()
+                      if results and results[0].task == "item"}
         per_source["ensemble"] = {row["item"]: [d["text"] for d in row["descriptors"]]
                                   for row in rows}
         report["recovery"] = recovery(planted, per_source)

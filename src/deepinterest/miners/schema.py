@@ -9,6 +9,8 @@ Each task has a strict JSON answer (a pydantic model, ``extra="forbid"``):
   the descriptors. An empty list is a valid answer ("none").
 - ``judge``: :class:`Verdicts`, one 0/1 label per descriptor it was shown,
   in order (1 = specific, actionable and grounded in the item's evidence).
+- ``caption``: :class:`Caption`, a factual description of the item's main
+  image, added to the item's evidence before mining.
 
 The later version of the paper (DeepInterestGR, arXiv 2602.18907) asks for
 strict JSON, an ordered list of descriptors with confidences, and a binary
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MAX_DESCRIPTORS = 8
 MAX_CHARS = 80
+MAX_CAPTION = 300
 
 
 class AnswerError(ValueError):
@@ -73,7 +76,16 @@ class Verdicts(BaseModel):
         return labels
 
 
-ANSWERS: dict[str, type[BaseModel]] = {"item": Interests, "user": Interests, "judge": Verdicts}
+class Caption(BaseModel):
+    """A factual description of an item's main image (what is visible, nothing more)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caption: str = Field(min_length=1, max_length=MAX_CAPTION)
+
+
+ANSWERS: dict[str, type[BaseModel]] = {"item": Interests, "user": Interests, "judge": Verdicts,
+                                       "caption": Caption}
 
 
 def json_schema(task: str) -> dict[str, Any]:
@@ -82,6 +94,8 @@ def json_schema(task: str) -> dict[str, Any]:
     Every property is required and no others are allowed (OpenAI's strict
     mode); the optional reasoning is a string that may be empty.
     """
+    if task == "caption":
+        return _object({"caption": {"type": "string", "maxLength": MAX_CAPTION}})
     if task == "judge":
         items: dict[str, Any] = {"type": "integer", "enum": [0, 1]}
         return _object({"reasoning": {"type": "string"},
@@ -118,7 +132,7 @@ def parse_answer(text: str, task: str) -> BaseModel:
         data = json.loads(_json_text(text))
     except json.JSONDecodeError as exc:
         raise AnswerError(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
-    if task != "judge" and isinstance(data, dict):
+    if task in ("item", "user") and isinstance(data, dict):
         data = _empty_reasoning_is_none(data)
     try:
         return ANSWERS[task].model_validate(data)

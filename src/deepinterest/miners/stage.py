@@ -31,13 +31,26 @@ from .base import MineRequest, MineResult, item_evidence
 from .users import aggregate_user_interests, asked_user_interests
 
 ITEMS_FILE, USERS_FILE, REPORT_FILE = "items.jsonl", "users.jsonl", "report.json"
+CAPTIONER = "captioner"  # the captioner's name in the report
 MINE_STAGE = "mine"
 
 
-def item_requests(items: list[Item]) -> list[MineRequest]:
-    """One item request per item: its evidence fields and its first image, if any."""
-    return [MineRequest("item", it.id, item_evidence(it.fields),
+def item_requests(items: list[Item], captions: dict[str, str] | None = None
+                  ) -> list[MineRequest]:
+    """One item request per item: its evidence fields (with its image's caption, when one
+    was made) and its first image, if any."""
+    captions = captions or {}
+    return [MineRequest("item", it.id, item_evidence(it.fields, captions.get(it.id)),
                         image=it.images[0] if it.images else None) for it in items]
+
+
+def caption_items(cfg, items: list[Item]) -> list[MineResult]:
+    """The captioner's results for the items that have an image (none without a captioner)."""
+    if cfg.captioner is None:
+        return []
+    requests = [MineRequest("caption", it.id, item_evidence(it.fields), image=it.images[0])
+                for it in items if it.images]
+    return _build_miner(cfg.captioner, cfg, 0.0).mine(requests) if requests else []
 
 
 def _takes(factory: Any, name: str) -> str | None:
@@ -113,10 +126,11 @@ def _taught_labels(spec, labeler, evidence: list[dict], texts: list[list[str]]) 
     return labels
 
 
-def label_items(spec, items: list[Item], ensembled: list[list]) -> list[list[dict[str, Any]]]:
+def label_items(spec, items: list[Item], ensembled: list[list], captions: dict[str, str]
+                ) -> list[list[dict[str, Any]]]:
     """Each ensembled descriptor as a record with its reward label and probability."""
     labeler = registry.create("labelers", spec.kind, **spec.options)
-    evidence = [item_evidence(it.fields) for it in items]
+    evidence = [item_evidence(it.fields, captions.get(it.id)) for it in items]
     texts = [[d.text for d in descriptors] for descriptors in ensembled]
     if spec.teacher is not None:
         if not hasattr(labeler, "fit"):
@@ -133,7 +147,8 @@ def label_items(spec, items: list[Item], ensembled: list[list]) -> list[list[dic
             for descriptors, item_labels in zip(ensembled, labels)]
 
 
-def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg) -> list[dict]:
+def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg,
+              captions: dict[str, str] | None = None) -> list[dict]:
     """Ensembled, labelled descriptors and the answers behind them, one row per item."""
     from .labels import item_quality
 
@@ -141,7 +156,7 @@ def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg) -> l
                 for n in range(len(items))]
     ensembled = ensemble_items(cfg.ensemble, [{name: r.answer for name, r in row.items()
                                                if r.ok} for row in per_item])
-    labelled = label_items(cfg.labeler, items, ensembled)
+    labelled = label_items(cfg.labeler, items, ensembled, captions or {})
     rows = []
     for item, results, descriptors in zip(items, per_item, labelled):
         rows.append({
@@ -183,8 +198,14 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
     def build(folder: Path) -> dict[str, Any]:
         dataset: Dataset = load_dataset(dataset_dir)
         items = selected_items(dataset, cfg)
-        answers = ask_miners(cfg, item_requests(items))
-        rows = item_rows(items, answers, cfg)
+        captioned = caption_items(cfg, items)
+        captions = {r.key: r.answer.caption for r in captioned if r.ok}
+        answers = ask_miners(cfg, item_requests(items, captions))
+        rows = item_rows(items, answers, cfg, captions)
+        for row in rows:
+            row["caption"] = captions.get(row["item"])
+        if captioned:
+            answers = {**answers, CAPTIONER: captioned}
         # A shard holds part of the catalogue: users wait for the merge.
         users = cfg.shard is None and cfg.users != "none"
         return write_artifact(folder, dataset, rows, answers, cfg, users=users)
