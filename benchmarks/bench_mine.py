@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/default-mine"))
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument("--tag", default="", help="added to the record names (a rerun that "
+                        "should not replace an earlier record)")
     args = parser.parse_args()
     cfg = (load_config(args.config) if args.config else RunConfig()).mine
     dataset = prepare_dataset(DataConfig(source=args.source), args.out / "dataset").path
@@ -60,6 +62,7 @@ def main() -> None:
                  f"{cfg.labeler.kind}; {len(cfg.miners)} miner(s) in the run; tokens per second "
                  "over the whole stage (mining, ensembling, labelling, users)")
         scope = f"-{cfg.limit}" if cfg.limit else ""  # a sample and the catalogue differ
+        scope += f"-{args.tag}" if args.tag else ""
         record_and_print(name=f"{args.dataset}-mine{scope}-{name}", dataset=args.dataset,
                          method=f"di mine: {name}", seconds=result.seconds, notes=notes,
                          figures=figures_of(name, stats, report, result.seconds),

@@ -15,6 +15,14 @@ successive replies for item A:
   ``echo-key``: a 401 whose message repeats the key it was sent (as some
   providers do).
 
+The batch APIs are there too, as far as the SDKs' batch calls go: OpenAI's
+file upload and content, and batches create / retrieve / cancel; Anthropic's
+message batches create / retrieve / results / cancel. A batch ends at its
+first status check ``batch_delay`` seconds after it was created, each line
+answered as a single request would be (the same faults; ``500``, ``429`` and
+``echo-key`` become that line's error, and ``expired`` expires it);
+``cancelled`` lists the batches cancelled.
+
 ``latency`` delays every answer, as a model's generation would. It stops by
 itself after ``lifetime`` seconds or ``max_requests`` requests, and every
 connection closes after ``idle`` seconds without a request. Run it by hand
@@ -26,7 +34,10 @@ for the examples of docs/miners-api.md::
 from __future__ import annotations
 
 import argparse
+import email.parser
+import email.policy
 import email.utils
+import itertools
 import json
 import re
 import threading
@@ -107,7 +118,12 @@ class FakeLLMServer:
 
     def __init__(self, *, faults: dict[str, list[str]] | None = None, port: int = 0,
                  lifetime: float = 60.0, max_requests: int = 5000, idle: float = 5.0,
-                 latency: float = 0.0):
+                 latency: float = 0.0, batch_delay: float = 0.0):
+        self.batch_delay = batch_delay  # seconds a batch takes before it can end
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}
+        self.cancelled: list[str] = []
+        self._ids = itertools.count(1)
         self.faults = {key: list(actions) for key, actions in (faults or {}).items()}
         self.latency = latency  # seconds every answer takes, as a model's would
         self.seen: list[Seen] = []
@@ -163,6 +179,40 @@ class FakeLLMServer:
             return action
 
 
+    # -- batches
+
+    def new_id(self, prefix: str) -> str:
+        with self._lock:
+            return f"{prefix}{next(self._ids)}"
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        """The batch, ended first if its time has come."""
+        with self._lock:
+            batch = self.batches.get(batch_id)
+        if batch is not None and batch["results"] is None and not batch["cancelled"] and (
+                time.monotonic() - batch["created"] >= self.batch_delay):
+            batch["results"] = [self._line(batch, custom_id, body)
+                                for custom_id, body in batch["lines"]]
+        return batch
+
+    def _line(self, batch: dict[str, Any], custom_id: str, body: dict[str, Any]) -> dict:
+        """One line's result: (custom_id, HTTP status or 0 for expired, reply or error body)."""
+        path = "/v1/chat/completions" if batch["api"] == "openai" else "/v1/messages"
+        item, answer, task = _answer(_question(body))
+        action = self._next("batch" + path, item, task, batch["auth"], body)
+        name = action.partition(":")[0]
+        if name == "expired":
+            return {"custom_id": custom_id, "status": 0, "body": None}
+        status = {"500": 500, "429": 429, "429-date": 429, "echo-key": 401}.get(name, 200)
+        if status != 200:
+            message = f"Incorrect API key: {batch['auth']}" if status == 401 else "line failed"
+            return {"custom_id": custom_id, "status": status,
+                    "body": _error(path, status, message)}
+        tokens_in = len(json.dumps(body)) // 4
+        return {"custom_id": custom_id, "status": 200,
+                "body": _success(path, body, action, answer, tokens_in)}
+
+
 # ---------------------------------------------------------------- wire formats
 
 
@@ -207,6 +257,77 @@ def _error(path: str, status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "server_error", "code": None}}
 
 
+def _openai_batch(server: FakeLLMServer, batch: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI Batch object; its output and error files made when it ends."""
+    status, files = "in_progress", {"output_file_id": None, "error_file_id": None}
+    if batch["cancelled"]:
+        status = "cancelled"
+    elif batch["results"] is not None:
+        status = "completed"
+        if "files" not in batch:
+            good, bad = [], []
+            for line in batch["results"]:
+                if line["status"] == 0:
+                    entry = {"response": None, "error": {
+                        "code": "batch_expired", "message": "This request could not be "
+                        "executed before the completion window expired."}}
+                else:
+                    entry = {"response": {"status_code": line["status"], "request_id": "req",
+                                          "body": line["body"]}, "error": None}
+                entry = {"id": "batch_req", "custom_id": line["custom_id"], **entry}
+                (good if line["status"] == 200 else bad).append(json.dumps(entry) + "\n")
+            batch["files"] = {}
+            for name, rows in (("output_file_id", good), ("error_file_id", bad)):
+                if rows:
+                    file_id = server.new_id("file-")
+                    server.files[file_id] = "".join(rows).encode("utf-8")
+                    batch["files"][name] = file_id
+        files.update(batch["files"])
+    return {"id": batch["id"], "object": "batch", "endpoint": "/v1/chat/completions",
+            "errors": None, "input_file_id": batch["input_file_id"], "completion_window": "24h",
+            "status": status, "created_at": int(batch["wall"]), **files,
+            "request_counts": {"total": len(batch["lines"]), "completed": 0, "failed": 0}}
+
+
+def _anthropic_batch(server: FakeLLMServer, batch: dict[str, Any]) -> dict[str, Any]:
+    ended = batch["cancelled"] or batch["results"] is not None
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(batch["wall"]))
+    return {"id": batch["id"], "type": "message_batch",
+            "processing_status": "ended" if ended else "in_progress",
+            "request_counts": {"processing": 0 if ended else len(batch["lines"]),
+                               "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0},
+            "created_at": stamp, "expires_at": stamp, "archived_at": None,
+            "ended_at": stamp if ended else None,
+            "cancel_initiated_at": stamp if batch["cancelled"] else None,
+            "results_url": (f"{server.anthropic_url}/v1/messages/batches/{batch['id']}/results"
+                            if ended else None)}
+
+
+def _anthropic_results(batch: dict[str, Any]) -> bytes:
+    rows = []
+    for line in batch["results"] or [{"custom_id": c, "status": -1} for c, _ in batch["lines"]]:
+        if line["status"] == 200:
+            result = {"type": "succeeded", "message": line["body"]}
+        elif line["status"] == 0:
+            result = {"type": "expired"}
+        elif line["status"] == -1:
+            result = {"type": "canceled"}
+        else:
+            result = {"type": "errored", "error": line["body"]}
+        rows.append(json.dumps({"custom_id": line["custom_id"], "result": result}) + "\n")
+    return "".join(rows).encode("utf-8")
+
+
+def _upload(content_type: str, raw: bytes) -> bytes:
+    """The ``file`` part of a multipart/form-data upload."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    return b""
+
+
 def _handler(server: FakeLLMServer, idle: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs expect
@@ -215,13 +336,67 @@ def _handler(server: FakeLLMServer, idle: float) -> type[BaseHTTPRequestHandler]
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
+        def do_GET(self) -> None:
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts[:2] == ["v1", "files"] and len(parts) == 4 and parts[3] == "content":
+                data = server.files.get(parts[2])
+                return self._send(200, data) if data is not None else self._missing()
+            if parts[:2] == ["v1", "batches"] and len(parts) == 3:
+                batch = server.batch(parts[2])
+                return self._send(200, _openai_batch(server, batch)) if batch else self._missing()
+            if parts[:3] == ["v1", "messages", "batches"] and len(parts) in (4, 5):
+                batch = server.batch(parts[3])
+                if batch is None:
+                    return self._missing()
+                if len(parts) == 5:
+                    return self._send(200, _anthropic_results(batch))
+                return self._send(200, _anthropic_batch(server, batch))
+            return self._missing()
+
+        def _missing(self) -> None:
+            return self._send(404, _error(self.path, 404, "unknown path"))
+
+        def _batch_post(self, raw: bytes, auth: str) -> None:
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts[-1] == "cancel":
+                batch = server.batch(parts[-2])
+                if batch is None:
+                    return self._missing()
+                batch["cancelled"] = True
+                server.cancelled.append(batch["id"])
+                api = _openai_batch if batch["api"] == "openai" else _anthropic_batch
+                return self._send(200, api(server, batch))
+            if parts == ["v1", "files"]:
+                file_id = server.new_id("file-")
+                server.files[file_id] = _upload(self.headers["Content-Type"], raw)
+                return self._send(200, {"id": file_id, "object": "file", "purpose": "batch",
+                                        "bytes": len(server.files[file_id]), "status": "processed",
+                                        "created_at": int(time.time()), "filename": "input.jsonl"})
+            body = json.loads(raw)
+            batch = {"created": time.monotonic(), "wall": time.time(), "auth": auth,
+                     "cancelled": False, "results": None, "input_file_id": None}
+            if parts == ["v1", "batches"]:
+                rows = server.files.get(body["input_file_id"], b"").decode().splitlines()
+                lines = [json.loads(row) for row in rows if row.strip()]
+                batch.update(id=server.new_id("batch_"), api="openai",
+                             input_file_id=body["input_file_id"],
+                             lines=[(line["custom_id"], line["body"]) for line in lines])
+            else:
+                batch.update(id=server.new_id("msgbatch_"), api="anthropic",
+                             lines=[(r["custom_id"], r["params"]) for r in body["requests"]])
+            server.batches[batch["id"]] = batch
+            api = _openai_batch if batch["api"] == "openai" else _anthropic_batch
+            self._send(200, api(server, batch))
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            auth = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            if "/batches" in self.path or self.path.split("?")[0].endswith("/files"):
+                return self._batch_post(raw, auth)
             if not self.path.endswith(("/chat/completions", "/messages")):
                 return self._send(404, _error(self.path, 404, "unknown path"))
             body = json.loads(raw)
             item, answer, task = _answer(_question(body))
-            auth = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
             action = server._next(self.path, item, task, auth, body)
             self._act(action, body, answer, len(raw) // 4, auth)
 
@@ -241,12 +416,14 @@ def _handler(server: FakeLLMServer, idle: float) -> type[BaseHTTPRequestHandler]
             time.sleep(float(arg or 2) if name == "slow" else server.latency)
             self._send(200, _success(self.path, body, action, answer, tokens_in))
 
-        def _send(self, status: int, payload: dict[str, Any],
+        def _send(self, status: int, payload: dict[str, Any] | bytes,
                   headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode("utf-8")
+            binary = isinstance(payload, bytes)  # a file's content, or batch results
+            data = payload if binary else json.dumps(payload).encode("utf-8")
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/octet-stream" if binary
+                                 else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)

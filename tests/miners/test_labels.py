@@ -120,3 +120,17 @@ def test_a_classifier_skips_missing_labels_and_must_be_fitted(cache):
     assert classifier.report["pairs"] == 10
     with pytest.raises(DeepInterestError, match="no labels"):
         classifier.fit(EVIDENCE[:1], DESCRIPTORS[:1], [[gap] * 4])
+
+
+def test_heuristic_rejects_descriptors_that_copy_the_catalogue():
+    from deepinterest.miners.labels import HeuristicLabeler, copies_catalogue
+
+    evidence = {"title": "Aveeno Anti-Itch Concentrated Lotion, 4 Ounce", "brand": "Aveeno",
+                "categories": "Beauty, Skin Care, Body, Lotions"}
+    assert copies_catalogue("Beauty, Skin Care, Body, Lotions", evidence)
+    assert copies_catalogue("Aveeno anti-itch concentrated lotion is a product", evidence)
+    assert not copies_catalogue("soothing itchy skin after sun exposure", evidence)
+    labels = HeuristicLabeler().label([evidence], [["Beauty, Skin Care, Body, Lotions",
+                                                    "soothing itchy skin on the body"]])[0]
+    assert (labels[0].label, labels[0].probability) == (0, 0.0)
+    assert labels[1].label == 1

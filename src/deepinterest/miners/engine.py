@@ -419,7 +419,7 @@ class RemoteMiner:
         self._running = True
         self.budget.start_run()
         try:
-            return list(await asyncio.gather(*(self._one(run, q) for q in requests)))
+            return await self._mine_all(run, requests)
         finally:
             self._running = False
             bar.close()
@@ -437,13 +437,30 @@ class RemoteMiner:
         chosen = self.options.model_dump(include=set(self.answer_options))
         return {**chosen, "base_url": public_url(self.options.base_url)}
 
-    async def _one(self, run: _Run, request: MineRequest) -> MineResult:
+    async def _mine_all(self, run: _Run, requests: Sequence[MineRequest]) -> list[MineResult]:
+        """One result per request, in order (the batch path, :mod:`.batches`, replaces this)."""
+        return list(await asyncio.gather(*(self._one(run, q) for q in requests)))
+
+    def _lookup(self, request: MineRequest) -> tuple[Prompt, dict[str, str], str,
+                                                     MineResult | None]:
+        """The prompt, result metadata and cache key of ``request``, and its cached result
+        (None when the cache has no valid answer)."""
         prompt = prompt_for(request.task)
         meta = dict(backend=self.backend, model=self.model, prompt_version=prompt.version)
         key = cache_key(self.backend, self.model, prompt.version, self._cache_options(), request)
         hit = self.cache.get(key) if self.cache is not None else None
         result = to_result(request, hit, attempts=0, cached=True, **meta) if hit else None
-        if result is None or not result.ok:
+        return prompt, meta, key, result if result is not None and result.ok else None
+
+    def _conversation(self, request: MineRequest, prompt: Prompt) -> Conversation:
+        """The first question about ``request``; raises for an image that cannot be read."""
+        image = load_image(request.image) if request.image else None
+        user = prompt.render(request.evidence, list(request.descriptors))
+        return Conversation(request.task, prompt.system, (("user", user),), image)
+
+    async def _one(self, run: _Run, request: MineRequest) -> MineResult:
+        prompt, meta, key, result = self._lookup(request)
+        if result is None:
             async with run.slots:
                 result = await self._ask(run, request, prompt, key, meta)
         self._progress(run, result)
@@ -453,11 +470,10 @@ class RemoteMiner:
                    meta: dict[str, str]) -> MineResult:
         """Ask, and ask again with the reason after an invalid answer."""
         try:
-            image = load_image(request.image) if request.image else None
+            first = self._conversation(request, prompt)
         except (DeepInterestError, OSError) as exc:
             return failure(request, str(exc), attempts=0, **meta)
-        user = prompt.render(request.evidence, list(request.descriptors))
-        turns: tuple[tuple[str, str], ...] = (("user", user),)
+        turns, image = first.turns, first.image
         tally, result = Tally(), None
         for _ in range(self.options.reasks + 1):
             conversation = Conversation(request.task, prompt.system, turns, image)

@@ -194,8 +194,34 @@ class _Embedded:
 # ---------------------------------------------------------------- heuristic
 
 
+# Words that carry no motivation: a descriptor made of the catalogue's own words plus these
+# says nothing the catalogue did not ("Beauty, Skin Care, Lotions", a title echoed).
+_FILLER = frozenset("a an the and or of for to in on with by is are it its this that these "
+                    "product products item items made".split())
+
+
+def _words(text: str) -> set[str]:
+    import re
+
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _FILLER}
+
+
+def copies_catalogue(descriptor: str, evidence: dict[str, Any], *, share: float = 0.75) -> bool:
+    """True when most of ``descriptor``'s words are the item's own title, brand or categories.
+
+    The item prompt asks for motivations, not the title or the category path
+    (arXiv 2602.18907 asks for descriptors grounded in, not copied from, the
+    evidence); small models often answer with exactly those. Three quarters
+    of the words, not all, so an echo with one added word is still caught.
+    """
+    words = _words(descriptor)
+    own = _words(" ".join(str(evidence.get(f, "")) for f in ("title", "brand", "categories")))
+    return bool(words) and len(words & own) >= share * len(words)
+
+
 class HeuristicLabeler(_Embedded):
-    """Grounded (similar to the evidence) and specific (far from generic descriptors)."""
+    """Grounded (similar to the evidence), specific (far from generic descriptors) and not a
+    copy of the item's own title, brand or categories (:func:`copies_catalogue`)."""
 
     name = "heuristic"
     Options = HeuristicRule
@@ -208,6 +234,9 @@ class HeuristicLabeler(_Embedded):
         pairs = _embed_pairs(self.space, evidence_list, descriptors_list)
         grounding, genericness = self._similarities(pairs)
         labels, probability = heuristic_verdicts(grounding, genericness, self.options)
+        for n, (i, j) in enumerate(pairs.slots):
+            if copies_catalogue(descriptors_list[i][j], evidence_list[i]):
+                labels[n], probability[n] = 0, 0.0
         return _assemble(descriptors_list, pairs, labels, probability, self.name)
 
 
