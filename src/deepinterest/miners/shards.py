@@ -57,7 +57,7 @@ def _checked_config(folders: list[Path], dataset_fp: str) -> dict[str, Any]:
 
 
 def _result(item: str, record: dict[str, Any]) -> MineResult:
-    fields = {k: v for k, v in record.items() if k != "answer"}
+    fields = {k: v for k, v in record.items() if k not in ("answer", "options")}
     answer = Interests.model_validate(record["answer"]) if record.get("answer") else None
     return MineResult(key=item, task="item", answer=answer, **fields)
 

@@ -92,11 +92,13 @@ def ask_miners(cfg, requests: list[MineRequest]) -> dict[str, list[MineResult]]:
     return answers
 
 
-def _answer_record(result: MineResult) -> dict[str, Any]:
+def _answer_record(result: MineResult, options: dict[str, Any]) -> dict[str, Any]:
+    """A result as stored with its item, with the miner's configured options (no secrets:
+    keys come from environment variables and are never options)."""
     record = result.record()
     for key in ("key", "task"):
         record.pop(key)
-    return record
+    return {**record, "options": options}
 
 
 def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
@@ -154,6 +156,7 @@ def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg,
 
     per_item = [{name: results[n] for name, results in answers.items()}
                 for n in range(len(items))]
+    options = {spec.name: spec.options for spec in cfg.miners}
     ensembled = ensemble_items(cfg.ensemble, [{name: r.answer for name, r in row.items()
                                                if r.ok} for row in per_item])
     labelled = label_items(cfg.labeler, items, ensembled, captions or {})
@@ -161,7 +164,7 @@ def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg,
     for item, results, descriptors in zip(items, per_item, labelled):
         rows.append({
             "item": item.id,
-            "answers": {name: _answer_record(r) for name, r in results.items()},
+            "answers": {name: _answer_record(r, options[name]) for name, r in results.items()},
             "descriptors": descriptors,
             "quality": round(item_quality([d["confidence"] for d in descriptors],
                                           [d["label"] for d in descriptors]), 4),
