@@ -8,6 +8,7 @@ it received, so these tests see what was actually submitted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import runpy
@@ -124,6 +125,26 @@ def test_a_batch_past_its_timeout_is_cancelled_and_its_items_fail(backend, tmp_p
     assert miner.budget.spent > 0 and miner.budget.held == 0
     assert not (tmp_path / "mining.sqlite").exists() or not _stored_keys(
         tmp_path / "mining.sqlite")
+
+
+def test_a_stopped_run_cancels_its_batch(tmp_path):
+    with FakeLLMServer(batch_delay=60) as server:
+        miner = _miner("openai", server, tmp_path, budget_usd=100.0)
+
+        async def stopped() -> None:
+            task = asyncio.create_task(miner.amine(_items(2)))
+            for _ in range(500):
+                if server.batches or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(stopped())
+        assert server.cancelled == list(server.batches) and len(server.cancelled) == 1
+    assert miner.budget.held == 0 and miner.budget.spent > 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -154,6 +154,7 @@ class BatchMiner(RemoteMiner):
             ended, status = await self._wait(client, batch_id, start, run.secret)
         except asyncio.CancelledError:  # the run was stopped: stop paying for the batch too
             await self._cancel(client, batch_id)
+            await self.budget.settle(worst, worst)  # what ran before is paid for
             raise
         outcomes: dict[str, Outcome] = {}
         unknown = not ended  # whether a line without an outcome may have run (and been charged)
