@@ -42,6 +42,7 @@ import json
 import re
 import threading
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -447,6 +448,32 @@ def main() -> None:
           f"stops in {args.lifetime:g} s", flush=True)
     server._thread.join()
 
+
+
+# -- helpers the API miner tests share ------------------------------------------------
+
+
+def api_miner(backend: str, server: FakeLLMServer, cache: Path, **options):
+    """A registered remote miner pointed at ``server``, caching in ``cache``, no bar."""
+    from deepinterest import registry
+
+    url = server.openai_url if backend == "openai" else server.anthropic_url
+    settings = dict(model="fake", base_url=url, cache=str(cache), progress=False)
+    return registry.create("miners", backend, **{**settings, **options})
+
+
+def item_requests(n: int, prefix: str = "I") -> list:
+    from deepinterest.miners import MineRequest
+
+    return [MineRequest("item", f"{prefix}{i}", {"title": f"{prefix}{i}"}) for i in range(n)]
+
+
+def stored_keys(path: Path) -> set[str]:
+    """The request keys in a mining cache file."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT request_key FROM replies")}
 
 if __name__ == "__main__":
     main()

@@ -12,40 +12,30 @@ import asyncio
 import json
 import logging
 import runpy
-import sqlite3
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from deepinterest import registry
 from deepinterest.miners import MineRequest
 from deepinterest.miners.prompts import prompt_for
 
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
-FakeLLMServer = runpy.run_path(str(Path(__file__).with_name("fake_llm_server.py")))[
-    "FakeLLMServer"]
+_SHARED = runpy.run_path(str(Path(__file__).with_name("fake_llm_server.py")))
+FakeLLMServer = _SHARED["FakeLLMServer"]
 BACKENDS = ["openai", "anthropic"]
 PRICES = {"input": 1000.0, "output": 1000.0}  # $ per 1M tokens: costs large enough to compare
 
 
 def _miner(backend: str, server, tmp_path: Path, **options):
-    url = server.openai_url if backend == "openai" else server.anthropic_url
-    settings = dict(model="fake", base_url=url, cache=str(tmp_path / "mining.sqlite"),
-                    progress=False, prices=PRICES, batch=True, batch_poll_seconds=0.02)
-    return registry.create("miners", backend, **{**settings, **options})
+    return _SHARED["api_miner"](backend, server, tmp_path / "mining.sqlite",
+                                **{**dict(prices=PRICES, batch=True, batch_poll_seconds=0.02), **options})
 
 
-def _items(n: int) -> list[MineRequest]:
-    return [MineRequest("item", f"I{i}", {"title": f"I{i}"}) for i in range(n)]
-
-
-def _stored_keys(path: Path) -> set[str]:
-    with sqlite3.connect(path) as db:
-        return {row[0] for row in db.execute("SELECT request_key FROM replies")}
+_items, _stored_keys = _SHARED["item_requests"], _SHARED["stored_keys"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -13,7 +13,6 @@ import email.utils
 import json
 import logging
 import runpy
-import sqlite3
 import sys
 import threading
 import time
@@ -31,26 +30,18 @@ from deepinterest.miners.engine import TokenBucket, retry_after
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
 
-FakeLLMServer = runpy.run_path(str(Path(__file__).with_name("fake_llm_server.py")))[
-    "FakeLLMServer"]
+_SHARED = runpy.run_path(str(Path(__file__).with_name("fake_llm_server.py")))
+FakeLLMServer = _SHARED["FakeLLMServer"]
 BACKENDS = ["openai", "anthropic"]
 FREE = {"input": 0.0, "output": 0.0}
 
 
 def _miner(backend: str, server, tmp_path: Path, **options):
-    url = server.openai_url if backend == "openai" else server.anthropic_url
-    settings = dict(model="fake", base_url=url, cache=str(tmp_path / "mining.sqlite"),
-                    progress=False, backoff=0.01, prices=FREE)
-    return registry.create("miners", backend, **{**settings, **options})
+    return _SHARED["api_miner"](backend, server, tmp_path / "mining.sqlite",
+                                **{**dict(backoff=0.01, prices=FREE), **options})
 
 
-def _items(n: int, prefix: str = "I") -> list[MineRequest]:
-    return [MineRequest("item", f"{prefix}{i}", {"title": f"{prefix}{i}"}) for i in range(n)]
-
-
-def _stored_keys(path: Path) -> set[str]:
-    with sqlite3.connect(path) as db:
-        return {row[0] for row in db.execute("SELECT request_key FROM replies")}
+_items, _stored_keys = _SHARED["item_requests"], _SHARED["stored_keys"]
 
 
 # ---------------------------------------------------------------- faults end in a result
