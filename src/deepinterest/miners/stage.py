@@ -69,24 +69,27 @@ def _takes(factory: Any, name: str) -> str | None:
     return next((f for f in (name, f"{name}_usd", f"{name}_path") if f in fields), None)
 
 
-def _build_miner(spec, cfg, spent: float):
-    """The miner of ``spec``, with the stage's cache and remaining budget where it takes them."""
+def _build_miner(spec, cfg, spent: float, progress: bool = False):
+    """The miner of ``spec``, with the stage's cache, remaining budget and progress bar where
+    it takes them (options the config sets win)."""
     factory = registry.get("miners", spec.backend)
     options = dict(spec.options)
     for name, value in (("cache", None if cfg.cache is None else str(cfg.cache)),
-                        ("budget", None if cfg.budget is None else max(cfg.budget - spent, 0.0))):
+                        ("budget", None if cfg.budget is None else max(cfg.budget - spent, 0.0)),
+                        ("progress", progress or None)):
         key = _takes(factory, name)
         if value is not None and key and key not in options:
             options[key] = value
     return registry.create("miners", spec.backend, **options)
 
 
-def ask_miners(cfg, requests: list[MineRequest]) -> dict[str, list[MineResult]]:
+def ask_miners(cfg, requests: list[MineRequest], progress: bool = False
+               ) -> dict[str, list[MineResult]]:
     """Every configured miner's results for ``requests``, by miner label."""
     answers: dict[str, list[MineResult]] = {}
     spent = 0.0
     for spec in cfg.miners:
-        results = _build_miner(spec, cfg, spent).mine(requests)
+        results = _build_miner(spec, cfg, spent, progress).mine(requests)
         spent += sum(r.cost_usd for r in results if not r.cached)
         answers[spec.name] = results
     return answers
@@ -203,7 +206,7 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
         items = selected_items(dataset, cfg)
         captioned = caption_items(cfg, items)
         captions = {r.key: r.answer.caption for r in captioned if r.ok}
-        answers = ask_miners(cfg, item_requests(items, captions))
+        answers = ask_miners(cfg, item_requests(items, captions), progress)
         rows = item_rows(items, answers, cfg, captions)
         for row in rows:
             row["caption"] = captions.get(row["item"])
