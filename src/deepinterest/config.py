@@ -151,7 +151,8 @@ class SFTConfig(StrictModel):
     eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
     eval_batch_size: int = Field(256, ge=1, description="users per validation beam search")
     seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = default")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = the usable "
+                                "cores that other jobs leave free")
     resume: bool = True
     alignment_weight: float = Field(0.0, ge=0)
 

@@ -55,6 +55,7 @@ from ..data.splits import Example, Splits
 from ..errors import DeepInterestError
 from ..evaluate import Metrics, metrics_from_ranks
 from . import distributed as dd
+from .threads import set_threads
 from .generative_eval import target_ranks
 
 BEST, LAST = "best", "last"
@@ -397,8 +398,7 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
     """
     started = time.perf_counter()
     _check(backbone, splits, cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     info = dd.init_distributed()
     out = Path(out_dir)
     backbone.to(info.device)
@@ -454,8 +454,7 @@ def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tu
     trained by those steps.
     """
     _check(backbone, splits, cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     info = dd.init_distributed()
     backbone.to(info.device)
     data = TrainData.from_examples(splits.train, splits.max_history)
