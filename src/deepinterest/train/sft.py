@@ -249,7 +249,10 @@ def _train_step(model, opt, sched, backbone, data: TrainData, rows: torch.Tensor
                 n_global: int, cfg: SFTConfig, info: dd.DistInfo) -> float:
     width = int(data.lengths[rows].max())  # trim left padding to the longest history
     items = data.items[rows, -width:].to(info.device)
-    loss = model(items, data.users[rows].to(info.device), data.targets[rows].to(info.device))
+    # bf16 autocast on the forward only: weights, gradients and optimizer state stay fp32.
+    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        loss = model(items, data.users[rows].to(info.device),
+                     data.targets[rows].to(info.device))
     # Scaled so DDP's average over ranks is the mean over the global batch.
     (loss * (len(rows) * info.world / n_global)).backward()
     if cfg.grad_clip:
