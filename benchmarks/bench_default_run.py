@@ -7,7 +7,8 @@ SIDs, T5 SFT with the trainer's defaults, beam-20 evaluation) in a fresh
 temporary work folder, exactly as ``di run`` does, and writes
 ``benchmarks/results/default-t5-run.json`` with the T5's validation and test
 metrics, its best epoch and the wall time of the whole run. ``--threads``
-sets ``train.sft.threads`` (the only change from the defaults); the
+sets ``train.sft.threads`` and ``--precision`` ``train.sft.precision`` (the only
+changes from the defaults); the
 embedding cache is a fresh temporary folder too, so embedding time counts.
 """
 
@@ -27,12 +28,15 @@ from deepinterest.results import record_and_print
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="train.sft.threads")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="train.sft.precision")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig(workdir=Path(tmp) / "run")
         cfg.tokenize.cache_dir = Path(tmp) / "cache"
         cfg.train.sft.threads = args.threads
+        cfg.train.sft.precision = args.precision
         run(cfg, progress=False)
         seconds = time.perf_counter() - start
         sft = json.loads((cfg.workdir / "sft" / "metrics.json").read_text(encoding="utf-8"))
@@ -43,7 +47,8 @@ def main() -> None:
     figures.update({"best epoch": sft["best_epoch"], "epochs run": sft["epochs_run"],
                     "test users": metrics["users"]["test"]})
     record_and_print(
-        name="default-t5-run", dataset="default", method="di run: T5 with the default config",
+        name="default-t5-run" + ("" if args.precision == "fp32" else f"-{args.precision}"),
+        dataset="default", method=f"di run: T5 with the default config ({args.precision})",
         figures=figures, seconds=seconds,
         notes=f"whole chain in a fresh folder (data, embeddings, SIDs, SFT, eval, baseline); "
         f"config: {cfg.train.model_dump()}")
