@@ -1,5 +1,5 @@
-"""Training throughput with bf16 autocast against fp32 at a run config's T5, one thread,
-alternating in one run.
+"""Training throughput with bf16 autocast against fp32 at a run config's T5 (on the GPU
+when there is one, else one CPU thread), alternating in one run.
 
     python benchmarks/bench_precision.py --config examples/beauty.toml \\
         --dataset-dir runs/beauty-mine/dataset --sids-dir runs/beauty-mine/sids
@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--sids-dir", type=Path, required=True)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--record", default=None, help="record name (default <dataset>-sft-bf16)")
     args = p.parse_args()
     started = time.perf_counter()
     cfg = load_config(args.config)
@@ -50,7 +51,7 @@ def main() -> None:
     fp32, bf16 = (statistics.median(rates[k]) for k in ("fp32", "bf16"))
     figures = {"fp32 samples/s": round(fp32, 1), "bf16 samples/s": round(bf16, 1),
                "ratio": round(bf16 / fp32, 3)}
-    record_and_print(name=f"{dataset.name}-sft-bf16", dataset=dataset.name,
+    record_and_print(name=args.record or f"{dataset.name}-sft-bf16", dataset=dataset.name,
                      method="SFT bf16 autocast vs fp32 (1 thread)", figures=figures,
                      seconds=time.perf_counter() - started,
                      notes=f"T5 {cfg.train.options}; batch {cfg.train.sft.batch_size}; median "
