@@ -1,15 +1,23 @@
 """Regenerate docs/results.md from the JSON records in benchmarks/results/.
 
     python benchmarks/build_results.py
+    python benchmarks/build_results.py --benchmark-json benchmarks/.cache/micro.json
+
+With ``--benchmark-json`` (the output of ``pytest benchmarks/micro
+--benchmark-json=FILE``) it first writes one record per benchmark group:
+each benchmark's median and minimum milliseconds and its median relative to
+the group's fastest (a ratio measured in the same run).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 from pathlib import Path
 
 from deepinterest.artifacts import atomic_write_text
-from deepinterest.results import load_records, render_page
+from deepinterest.results import load_records, render_page, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 PREAMBLE = """Every figure below was measured by the command shown under it, on the machine
@@ -18,11 +26,45 @@ checkpoint (leave-one-out, full ranking; see `docs/data.md`). Speed figures are
 ratios against the alternative a user would pick, measured in the same run."""
 
 
+MICRO_COMMAND = "pytest benchmarks/micro --benchmark-json=benchmarks/.cache/micro.json"
+
+
+def micro_records(path: Path, directory: Path) -> list[Path]:
+    """One result record per pytest-benchmark group of ``path``."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    groups: dict[str, list[dict]] = {}
+    for bench in data["benchmarks"]:
+        groups.setdefault(bench["group"] or bench["name"], []).append(bench)
+    written = []
+    for group, benches in groups.items():
+        fastest = min(b["stats"]["median"] for b in benches)
+        figures = {}
+        for b in sorted(benches, key=lambda b: b["stats"]["median"]):
+            name = b["name"].removeprefix("test_")
+            figures[f"{name} median ms"] = round(b["stats"]["median"] * 1000, 3)
+            figures[f"{name} min ms"] = round(b["stats"]["min"] * 1000, 3)
+            figures[f"{name} x fastest"] = round(b["stats"]["median"] / fastest, 3)
+        slug = re.sub(r"[^a-z0-9]+", "-", group.lower()).strip("-")
+        written.append(write_record(
+            name=f"micro-{slug}", dataset="synthetic", method=f"micro-benchmark: {group}",
+            figures=figures, seconds=sum(b["stats"]["total"] for b in benches),
+            command=MICRO_COMMAND, directory=directory,
+            notes=f"pytest-benchmark {data.get('version', '')}; rounds "
+            f"{[b['stats']['rounds'] for b in benches]}; one torch thread; recorded by "
+            "python benchmarks/build_results.py --benchmark-json benchmarks/.cache/micro.json"))
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    parser.add_argument("--benchmark-json", type=Path, default=None,
+                        help="pytest-benchmark output to turn into records first")
     args = parser.parse_args()
+    if args.benchmark_json is not None:
+        for path in micro_records(args.benchmark_json, args.records):
+            print(f"record {path}")
     records = load_records(args.records)
     atomic_write_text(args.out, render_page(records, preamble=PREAMBLE))
     print(f"{args.out}: {len(records)} records")

@@ -70,3 +70,26 @@ def test_record_and_print_prints_every_figure(tmp_path, capsys):
                      figures={"test hr@10": 0.12345, "items": 7}, directory=tmp_path)
     out = capsys.readouterr().out.splitlines()
     assert out == [str(tmp_path / "p.json"), "test hr@10  0.1235", "     items  7"]
+
+
+def test_micro_benchmark_json_becomes_one_record_per_group(tmp_path):
+    import json
+    import runpy
+    from pathlib import Path
+
+    build = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" /
+                               "build_results.py"))
+    stats = lambda median: {"median": median, "min": median * 0.9, "total": median * 3,  # noqa: E731
+                            "rounds": 3}
+    data = {"version": "5", "benchmarks": [
+        {"group": "g one", "name": "test_ours", "stats": stats(0.004)},
+        {"group": "g one", "name": "test_theirs", "stats": stats(0.002)},
+        {"group": None, "name": "test_alone", "stats": stats(0.1)}]}
+    path = tmp_path / "micro.json"
+    path.write_text(json.dumps(data))
+    written = build["micro_records"](path, tmp_path / "records")
+    records = {p.stem: json.loads(p.read_text()) for p in written}
+    assert set(records) == {"micro-g-one", "micro-test-alone"}
+    one = records["micro-g-one"]["figures"]
+    assert one["ours x fastest"] == 2.0 and one["theirs x fastest"] == 1.0
+    assert one["ours median ms"] == 4.0 and one["theirs min ms"] == 1.8
