@@ -13,35 +13,19 @@ not at this scale.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
-from deepinterest.config import load_config
-from deepinterest.data.model import load_dataset
-from deepinterest.data.splits import leave_one_out
 from deepinterest.results import record_and_print
-from deepinterest.train.stage import load_catalog
 
 # benchmarks/bench_threads.py: the script's own folder is first on sys.path
-from bench_threads import rate
+from bench_threads import load_inputs, parse_step_args, rate
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=Path("examples/beauty.toml"))
-    p.add_argument("--dataset-dir", type=Path, required=True)
-    p.add_argument("--sids-dir", type=Path, required=True)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--record", default=None, help="record name (default <dataset>-sft-bf16)")
-    args = p.parse_args()
+    args = parse_step_args(__doc__)
     started = time.perf_counter()
-    cfg = load_config(args.config)
-    dataset = load_dataset(args.dataset_dir)
-    catalog = load_catalog(dataset, args.sids_dir)
-    splits = leave_one_out(dataset, max_history=cfg.split.max_history)
+    cfg, dataset, catalog, splits = load_inputs(args)
     rates: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for _ in range(args.repeats):
         for precision in rates:

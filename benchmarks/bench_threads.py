@@ -54,20 +54,30 @@ def scenario(cfg, catalog, splits, steps: int, repeats: int) -> dict[str, float]
             "ratio": round(b / a, 3), "threads chosen": chosen}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_step_args(doc: str) -> argparse.Namespace:
+    """The flags of the training-speed benchmarks: a run config and its artifacts."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--config", type=Path, default=Path("examples/beauty.toml"))
     p.add_argument("--dataset-dir", type=Path, required=True)
     p.add_argument("--sids-dir", type=Path, required=True)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--record", default=None)
-    args = p.parse_args()
-    started = time.perf_counter()
+    p.add_argument("--record", default=None, help="record name")
+    return p.parse_args()
+
+
+def load_inputs(args: argparse.Namespace):
+    """(config, dataset, catalogue, splits) of a run's artifacts."""
     cfg = load_config(args.config)
     dataset = load_dataset(args.dataset_dir)
     catalog = load_catalog(dataset, args.sids_dir)
-    splits = leave_one_out(dataset, max_history=cfg.split.max_history)
+    return cfg, dataset, catalog, leave_one_out(dataset, max_history=cfg.split.max_history)
+
+
+def main() -> None:
+    args = parse_step_args(__doc__)
+    started = time.perf_counter()
+    cfg, dataset, catalog, splits = load_inputs(args)
     figures = {f"alone: {k}": v for k, v in
                scenario(cfg, catalog, splits, args.steps, args.repeats).items()}
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
