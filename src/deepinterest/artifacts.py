@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,26 +56,28 @@ class StageResult:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _usual_mode(path: str | Path, *, folder: bool) -> None:
-    """Give a mkstemp/mkdtemp path (0600/0700) the mode an ordinary file or folder gets."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+def _temp_sibling(final: Path, make: Callable[[Path], Any]) -> tuple[Path, Any]:
+    """A new ``.NAME.tmp-PID-RANDOM`` beside ``final``, created by ``make`` (which fails if
+    it exists). The pid lets :func:`sweep_stale` tell a dead writer's leftovers; creating
+    with the usual modes (0666/0777 less the umask) rather than tempfile's 0600/0700 keeps
+    artifacts readable like the user's other files, without touching the process umask."""
+    while True:
+        path = final.with_name(f".{final.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            return path, make(path)
+        except FileExistsError:
+            continue
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file through a temporary file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    tmp, fd = _temp_sibling(path, lambda p: os.open(p, flags, 0o666))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        _usual_mode(tmp, folder=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -116,8 +117,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(final)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{os.getpid()}-"))
-    _usual_mode(tmp, folder=True)
+    tmp, _ = _temp_sibling(final, lambda p: os.mkdir(p, 0o777))
     try:
         yield tmp
     except BaseException:

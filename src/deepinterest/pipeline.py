@@ -89,7 +89,7 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, layout.config, header=_CONFIG_HEADER)
         result = RunResult(layout.root)
-        for _, step in STEPS:
+        for step in STEPS:
             stage = step(cfg, layout, progress)
             if stage is None:  # a stage the config turned off
                 continue
@@ -132,11 +132,6 @@ def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 
 # The chain, in order: one entry per stage (a stage that is not shipped yet is
 # listed in PLANNED_STAGES instead).
-STEPS: tuple[tuple[str, Callable[[RunConfig, RunLayout, bool], StageResult | None]], ...] = (
-    ("data", _data),
-    ("mine", _mine),
-    ("tokenize", _tokenize),
-    ("train-sft", _train_sft),
-    ("eval", _eval),
-    ("baseline", _baseline),
+STEPS: tuple[Callable[[RunConfig, RunLayout, bool], StageResult | None], ...] = (
+    _data, _mine, _tokenize, _train_sft, _eval, _baseline,
 )

@@ -475,5 +475,34 @@ def stored_keys(path: Path) -> set[str]:
     with sqlite3.connect(path) as db:
         return {row[0] for row in db.execute("SELECT request_key FROM replies")}
 
+
+def key_leaks(tmp_path: Path, monkeypatch, caplog, capsys, make_miner, check) -> list[str]:
+    """Run both API miners with fresh secret keys (the server echoes the key back on item
+    I1) and return every text the run produced that contains a key: results, reprs, logs,
+    output and every file under ``tmp_path``. ``make_miner(backend, server)`` builds a
+    miner; ``check(results)`` asserts what a backend's results must be."""
+    import json
+    import logging
+    import uuid
+
+    caplog.set_level(logging.DEBUG)
+    keys = {backend: f"sk-test-{uuid.uuid4().hex}" for backend in ("openai", "anthropic")}
+    monkeypatch.setenv("OPENAI_API_KEY", keys["openai"])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", keys["anthropic"])
+    texts = []
+    with FakeLLMServer(faults={"I1": ["echo-key"] * 2}) as server:
+        for backend in keys:
+            miner = make_miner(backend, server)
+            results = miner.mine(item_requests(3))
+            check(results)
+            texts += [repr(miner), repr(miner.options), repr(results),
+                      json.dumps([r.record() for r in results])]
+        auths = [s.auth for s in server.seen]
+    assert all(any(key in auth for auth in auths) for key in keys.values())  # keys were used
+    out = capsys.readouterr()
+    texts += [caplog.text, out.out, out.err]
+    texts += [p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()]
+    return [t for t in texts for key in keys.values() if key in t]
+
 if __name__ == "__main__":
     main()

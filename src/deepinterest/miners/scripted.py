@@ -45,8 +45,8 @@ class ScriptedMiner:
     def _reply(self, request: MineRequest) -> str | None:
         self.calls.append(request)
         pattern = self.options.judge_pattern
-        if request.task == "judge" and pattern and (callable(self._replies) is False and
-                                                    request.key not in self._replies):
+        scripted = callable(self._replies) or request.key in self._replies
+        if request.task == "judge" and pattern and not scripted:
             n = len(request.descriptors)
             return json.dumps({"labels": [pattern[j % len(pattern)] for j in range(n)]})
         if callable(self._replies):

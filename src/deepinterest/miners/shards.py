@@ -15,8 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, read_manifest
-from ..artifacts import run_stage
+from ..artifacts import (
+    Stage,
+    StageResult,
+    artifact_fingerprint,
+    check_output,
+    read_manifest,
+    run_stage,
+)
 from ..data.model import load_dataset
 from ..errors import DeepInterestError
 from .base import MineResult

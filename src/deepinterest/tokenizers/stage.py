@@ -196,7 +196,8 @@ def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], s
     says so, in ``stats.json`` and as a Python warning.
     """
     texts = item_texts(dataset.items, fields)
-    bare = sum(1 for item in dataset.items if not item.text(fields))
+    bare = sum(1 for text, item in zip(texts, dataset.items) if text == item.id
+               and not item.text(fields))
     if not bare:
         return texts, None
     which = ("no item has any" if bare == len(texts)

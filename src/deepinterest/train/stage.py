@@ -205,7 +205,12 @@ def _recorded_inputs(checkpoint: Path) -> dict[str, str] | None:
     return None
 
 
-def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path) -> None:
+def _run_fingerprints(dataset_dir: Path, sids_dir: Path) -> dict[str, str]:
+    return {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
+
+
+def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path,
+                     fingerprints: dict[str, str] | None = None) -> None:
     """Refuse a checkpoint trained on another dataset or other SIDs than the run's.
 
     A catalogue of the same shape would load and score, and the numbers would
@@ -217,8 +222,8 @@ def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path) -> Non
         warnings.warn(f"{checkpoint}: records no dataset or SIDs fingerprint, so it cannot be "
                       "checked against this run's", stacklevel=2)
         return
-    current = {"dataset": (dataset_dir, artifact_fingerprint(dataset_dir)),
-               "sids": (sids_dir, artifact_fingerprint(sids_dir))}
+    found = fingerprints or _run_fingerprints(dataset_dir, sids_dir)
+    current = {"dataset": (dataset_dir, found["dataset"]), "sids": (sids_dir, found["sids"])}
     for key, (folder, fingerprint) in current.items():
         if recorded.get(key, fingerprint) != fingerprint:
             raise DeepInterestError(
@@ -235,11 +240,11 @@ def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Pat
     dataset_dir, sids_dir, checkpoint, out = map(Path, (dataset_dir, sids_dir, checkpoint, out))
     if not checkpoint.is_dir():
         raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
-    check_provenance(checkpoint, dataset_dir, sids_dir)
+    run = _run_fingerprints(dataset_dir, sids_dir)
+    check_provenance(checkpoint, dataset_dir, sids_dir, run)
     config = {"eval": eval_cfg.model_dump(), "split": split_cfg.model_dump()}
     # The checkpoint's own files: best/ and last/ of one run are different inputs.
-    inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir),
-              "checkpoint": fingerprint_paths([checkpoint])}
+    inputs = {**run, "checkpoint": fingerprint_paths([checkpoint])}
 
     def build(folder: Path) -> dict:
         dataset = load_dataset(dataset_dir)
