@@ -193,3 +193,28 @@ def test_lock_file_names_the_holder_while_held(tmp_path):
         text = (tmp_path / ".art.lock").read_text()
         assert text.startswith(f"process {os.getpid()} (") and time.strftime("%Y-") in text
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
+
+
+def test_files_beside_the_written_folders_survive(tmp_path):
+    """Stages write their own folder (and a short-lived lock beside it) and nothing else."""
+    parent = _user_folder(tmp_path / "runs")
+    (parent / ".dataset.tmp-notes").write_text("not ours: no pid")  # looks like a temp name
+    before = _tree(parent)
+    src = str(_p5(tmp_path / "src"))
+    for args in (["data", "prepare", src, "--out", str(parent / "dataset")],
+                 ["tokenize", str(parent / "dataset"), "--out", str(parent / "sids")],
+                 ["mine", str(parent / "dataset"), "--out", str(parent / "interests")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert {k: (parent / k).read_text() for k in before} == before
+    assert {p.name for p in parent.iterdir()} == {
+        "notes.txt", "sub", ".dataset.tmp-notes", "dataset", "sids", "interests"}
+
+
+def test_di_mine_never_prepares_over_a_users_dataset_folder(tmp_path):
+    user = _user_folder(tmp_path / "dataset")  # beside --out, where di mine would prepare
+    before = _tree(user)
+    result = runner.invoke(app, ["mine", str(_p5(tmp_path / "src")),
+                                 "--out", str(tmp_path / "interests")])
+    assert result.exit_code == 2 and "files that no `di` stage wrote" in result.output
+    assert _tree(user) == before and not (tmp_path / "interests").exists()
