@@ -155,9 +155,10 @@ class SFTConfig(StrictModel):
                                 "cores that other jobs leave free")
     resume: bool = True
     alignment_weight: float = Field(0.0, ge=0)
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16: autocast the training forward to bfloat16 (weights, "
-        "gradients and optimizer stay fp32; validation runs in fp32)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16: autocast the training forward to bfloat16 (weights, "
+        "gradients and optimizer stay fp32; validation runs in fp32); auto: bf16 where the "
+        "CPU or GPU computes it natively, else fp32")
 
 
 class TrainConfig(StrictModel):

@@ -156,9 +156,9 @@ def test_loss_backpropagates_to_the_shared_table_through_the_encoder_sum():
     assert model.model.config.decoder_start_token_id == BOS
 
 
-@pytest.mark.parametrize("user_buckets", [0, 5])
-def test_save_load_round_trip_gives_identical_log_probs(tmp_path, user_buckets):
-    model, batch = _backbone(user_buckets=user_buckets), _batch()
+@pytest.mark.parametrize("extra", [{}, {"user_buckets": 5}, {"id_embedding": True}])
+def test_save_load_round_trip_gives_identical_log_probs(tmp_path, extra):
+    model, batch = _backbone(**extra), _batch()
     with torch.no_grad():  # move the user table off its init so the test sees it reloaded
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -169,6 +169,42 @@ def test_save_load_round_trip_gives_identical_log_probs(tmp_path, user_buckets):
     with torch.no_grad():
         assert torch.equal(loaded.step(loaded.start(batch), prefix),
                            model.step(model.start(batch), prefix))
+
+
+def test_id_embedding_starts_at_zero_and_then_separates_items_with_the_same_codes():
+    codes = torch.tensor([[0, 0], [0, 0], [1, 0]])  # items 0 and 1 share every code
+    catalog = SIDCatalog(["a", "b", "c"], codes, (2, 1))
+    torch.manual_seed(0)
+    model = T5Backbone(catalog=catalog, **SMALL, id_embedding=True)
+    items = torch.tensor([[0, 1, -1]])
+    plain = model.model.shared(model.item_codes[items.clamp(min=0)]).sum(-2)
+    start = model.item_embeddings(items)
+    torch.testing.assert_close(start[0, :2], plain[0, :2])  # the code-only model at first
+    assert torch.equal(start[0, 0], start[0, 1])
+    with torch.no_grad():
+        model.item_embed.weight.normal_()
+    moved = model.item_embeddings(items)
+    assert not torch.equal(moved[0, 0], moved[0, 1])
+    torch.testing.assert_close(moved[0, 1] - plain[0, 1], model.item_embed.weight[1])
+    assert torch.equal(moved[0, 2], torch.zeros(32))  # padding stays zero
+
+
+def test_streamlined_feed_forward_and_dropout_keep_the_function_and_parameter_names():
+    from transformers import T5ForConditionalGeneration
+
+    model, batch = _backbone(dropout=0.1), _batch()
+    plain = T5ForConditionalGeneration(model.model.config).eval()
+    assert plain.state_dict().keys() == model.model.state_dict().keys()
+    plain.load_state_dict(model.model.state_dict())
+    names = {type(m).__name__ for m in model.model.modules()}
+    assert {"_FeedForward", "PackedDropout"} <= names and "T5DenseActDense" not in names
+    embeds, mask = model.encoder_inputs(batch)
+    with torch.no_grad():
+        ours = model.model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        theirs = plain.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(ours, theirs)
+    assert not any(type(m).__name__ == "PackedDropout"
+                   for m in _backbone(packed_dropout=False).modules())
 
 
 def test_load_refuses_a_different_catalogue(tmp_path):

@@ -55,6 +55,7 @@ from ..data.splits import Example, Splits
 from ..errors import DeepInterestError
 from ..evaluate import Metrics, metrics_from_ranks
 from . import distributed as dd
+from .precision import resolve_precision
 from .threads import set_threads
 from .generative_eval import target_ranks
 
@@ -99,6 +100,7 @@ class SFTResult:
     seconds: float
     best_dir: Path
     stopped_early: bool
+    precision: str = "fp32"  # of the training forward, "auto" resolved
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,8 @@ def _train_step(model, opt, sched, backbone, data: TrainData, rows: torch.Tensor
     width = int(data.lengths[rows].max())  # trim left padding to the longest history
     items = data.items[rows, -width:].to(info.device)
     # bf16 autocast on the forward only: weights, gradients and optimizer state stay fp32.
-    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+    bf16 = resolve_precision(cfg.precision, info.device) == "bf16"
+    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = model(items, data.users[rows].to(info.device),
                      data.targets[rows].to(info.device))
     # Scaled so DDP's average over ranks is the mean over the global batch.
@@ -429,7 +432,8 @@ def _finish(backbone, catalog, splits, cfg, out, info, prog, started, val) -> SF
     test = _evaluate(backbone, catalog, splits.test, val, SIDTrie.from_catalog(catalog), info)
     valid_users = len(valid_subset(splits.valid, cfg))
     result = SFTResult(prog.best_epoch, prog.epoch, Metrics(valid_users, prog.best_valid), test,
-                       prog.history, time.perf_counter() - started, out / BEST, prog.stopped)
+                       prog.history, time.perf_counter() - started, out / BEST, prog.stopped,
+                       resolve_precision(cfg.precision, info.device))
     if info.main:
         meta = json.loads((out / BEST / SFT_FILE).read_text(encoding="utf-8"))
         meta["test"] = dict(test.values)
@@ -443,6 +447,7 @@ def result_dict(result: SFTResult) -> dict[str, Any]:
     """JSON-ready summary of a run (``out_dir/sft_result.json``)."""
     return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early, "seconds": round(result.seconds, 3),
+            "precision": result.precision,
             "valid": result.valid.values, "valid_users": result.valid.users,
             "test": result.test.values, "test_users": result.test.users,
             "best_dir": str(result.best_dir), "history": [asdict(h) for h in result.history]}
