@@ -37,7 +37,9 @@ from deepinterest.backbones.t5 import T5Backbone, count_parameters
 from deepinterest.config import EvalConfig, SFTConfig, SplitConfig, TrainConfig
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import Splits, leave_one_out
-from deepinterest.results import record_and_print
+from dataclasses import asdict
+
+from deepinterest.results import learning_curve, record_and_print
 from deepinterest.train.generative_eval import target_ranks
 from deepinterest.train.sft import SFTResult, time_train_steps, train_sft, valid_subset
 from deepinterest.train.stage import init_from_codebooks, load_catalog
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     record_and_print(name=args.record or f"{dataset.name}-tiger-t5", dataset=dataset.name,
                      method=args.method, figures=figures(result, model),
                      seconds=time.perf_counter() - started, notes=notes,
-                     directory=args.results_dir)
+                     directory=args.results_dir,
+                     curve=learning_curve([asdict(h) for h in result.history],
+                                          f"ndcg@{max(evaluation.ks)}"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from deepinterest.artifacts import atomic_write_text
-from deepinterest.results import load_records, render_page, write_record
+from deepinterest.results import (
+    ResultRecord, learning_curve, load_records, render_page, write_record)
 
 ROOT = Path(__file__).resolve().parent.parent
 PREAMBLE = """Every figure below was measured by the command shown under it, on the machine
@@ -55,18 +56,66 @@ def micro_records(path: Path, directory: Path) -> list[Path]:
     return written
 
 
+def add_curve(directory: Path, name: str, result: str) -> Path:
+    """Record ``name`` with the learning curve of the run whose ``sft_result.json`` is
+    ``result`` added."""
+    path = directory / f"{name}.json"
+    record = ResultRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    history = json.loads(Path(result).read_text(encoding="utf-8"))["history"]
+    record.curve = learning_curve(history)
+    atomic_write_text(path, json.dumps(record.model_dump(), indent=2) + "\n")
+    return path
+
+
+def plot_curves(records: list[ResultRecord], dataset: str, path: Path) -> Path | None:
+    """PNG of validation NDCG@10 against training minutes, one line per record of
+    ``dataset`` that holds a curve; None when none does."""
+    runs = [r for r in records if r.dataset == dataset and r.curve]
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in runs:
+        minutes, ndcg = zip(*r.curve)
+        ax.plot(minutes, ndcg, marker=".", label=r.name)
+    ax.set_xlabel("training minutes (validation excluded)")
+    ax.set_ylabel("validation NDCG@10")
+    ax.set_title(f"{dataset}: validation NDCG@10 during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
     parser.add_argument("--benchmark-json", type=Path, default=None,
                         help="pytest-benchmark output to turn into records first")
+    parser.add_argument("--curve", action="append", default=[], metavar="RECORD=RESULT",
+                        help="add to record RECORD the learning curve of a training run's "
+                        "sft_result.json (for records written before records held curves)")
     args = parser.parse_args()
+    for spec in args.curve:
+        print(f"record {add_curve(args.records, *spec.split('=', 1))}")
     if args.benchmark_json is not None:
         for path in micro_records(args.benchmark_json, args.records):
             print(f"record {path}")
     records = load_records(args.records)
-    atomic_write_text(args.out, render_page(records, preamble=PREAMBLE))
+    plots = {}
+    for dataset in sorted({r.dataset for r in records}):
+        image = plot_curves(records, dataset, args.out.parent / "img" / f"curves-{dataset}.png")
+        if image is not None:
+            plots[dataset] = image.relative_to(args.out.parent).as_posix()
+    atomic_write_text(args.out, render_page(records, preamble=PREAMBLE, plots=plots))
     print(f"{args.out}: {len(records)} records")
 
 

@@ -7,7 +7,8 @@
 #
 # 1. the Triton nearest-codeword kernel against the PyTorch reference and torch.cdist +
 #    argmin at 1M x 4096 x 256, and at 100k x 256 x 256;
-# 2. SFT throughput of the Beauty T5 (examples/beauty.toml), fp32 and bf16, in samples/s.
+# 2. SFT throughput of the Beauty T5 (examples/beauty.toml) in samples/s: the loop before
+#    its speed-ups (fp32, torch dropout), each speed-up alone, and the defaults.
 # Without a CUDA GPU it says so and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +28,9 @@ if [ ! -d "$DATA" ]; then
   echo "gpu_suite: no Beauty data at $DATA; skipping the SFT throughput part"
   exit 0
 fi
-echo "== SFT throughput of the Beauty T5 (fp32 and bf16)"
+echo "== SFT throughput of the Beauty T5 (before, bf16, packed dropout, defaults)"
 di data prepare "$DATA" --out "$WORK/dataset"
 di tokenize "$WORK/dataset" --out "$WORK/sids" > /dev/null
-python benchmarks/bench_precision.py --config examples/beauty.toml \
+python benchmarks/bench_sft_speed.py --config examples/beauty.toml \
   --dataset-dir "$WORK/dataset" --sids-dir "$WORK/sids" --steps 30 --repeats 3 \
-  --record amazon-beauty-sft-bf16-gpu
+  --record amazon-beauty-sft-speed-gpu

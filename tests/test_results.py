@@ -93,3 +93,31 @@ def test_micro_benchmark_json_becomes_one_record_per_group(tmp_path):
     one = records["micro-g-one"]["figures"]
     assert one["ours x fastest"] == 2.0 and one["theirs x fastest"] == 1.0
     assert one["ours median ms"] == 4.0 and one["theirs min ms"] == 1.8
+
+
+def test_learning_curve_accumulates_training_minutes_and_skips_unvalidated_epochs():
+    from deepinterest.results import learning_curve
+
+    history = [{"train_seconds": 60, "valid": {"ndcg@10": 0.01}},
+               {"train_seconds": 90, "valid": None},
+               {"train_seconds": 30, "valid": {"ndcg@10": 0.02, "hr@10": 0.04}}]
+    assert learning_curve(history) == [(1.0, 0.01), (3.0, 0.02)]
+    assert learning_curve(history, "hr@10") == [(3.0, 0.04)]
+
+
+def test_curves_are_plotted_from_records_and_shown_on_the_page(tmp_path):
+    import runpy
+
+    build = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" /
+                               "build_results.py"))
+    write_record(name="run", dataset="d", method="m", figures={}, seconds=1, command="c",
+                 directory=tmp_path, curve=[(1.0, 0.01), (2.0, 0.02)])
+    write_record(name="speed", dataset="e", method="s", figures={}, seconds=1, command="c",
+                 directory=tmp_path)
+    records = load_records(tmp_path)
+    assert records[0].curve == [(1.0, 0.01), (2.0, 0.02)] and records[1].curve == []
+    image = build["plot_curves"](records, "d", tmp_path / "img" / "d.png")
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert build["plot_curves"](records, "e", tmp_path / "img" / "e.png") is None
+    page = render_page(records, plots={"d": "img/d.png"})
+    assert "](img/d.png)" in page.split("## e")[0] and page.count("](img/") == 1
