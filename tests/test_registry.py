@@ -121,7 +121,7 @@ def _recipe(table: dict[str, Any], kind: str, name: str) -> Any:
         tables = {"quantizers": "QUANTIZER_OPTIONS", "backbones": "BACKBONE_OPTIONS",
                   "readers": "READER_FILES", "encoders": "ENCODER_NAMES",
                   "miners": "MINER_OPTIONS", "ensemblers": "ENSEMBLER_OPTIONS",
-                  "labelers": "LABELER_OPTIONS"}
+                  "labelers": "LABELER_OPTIONS", "rewards": "REWARD_OPTIONS"}
         pytest.fail(f"{kind[:-1]} {name!r} is registered but has no recipe: add one to "
                     f"{tables[kind]} in tests/test_registry.py so its contract is checked")
     return table[name]
@@ -300,7 +300,72 @@ def check_labeler(name: str, tmp_path: Path) -> None:
                and 0.0 <= x.probability <= 1.0 for x in labels[0]), labels
 
 
+def _reward_interests(tmp: Path) -> str:
+    """An interests artifact (items.jsonl, users.jsonl) of a few lines for the CODES catalogue."""
+    folder = tmp / "interests"
+    folder.mkdir()
+    items = [{"item": "2", "quality": 0.5, "descriptors": [
+        {"text": "soft lips", "confidence": 0.8, "label": 1, "probability": 0.9},
+        {"text": "good quality product", "confidence": 0.4, "label": 0, "probability": 0.2}]},
+        {"item": "5", "quality": 1.0, "descriptors": [{"text": "soft lips", "confidence": 1.0,
+                                                       "label": 1}]}]
+    users = [{"user": "u1", "items_used": 2, "descriptors": [{"text": "soft lips",
+                                                               "confidence": 1.0}]}]
+    for name, rows in (("items.jsonl", items), ("users.jsonl", users)):
+        _write(folder / name, [json.dumps(r) for r in rows])
+    return str(folder)
+
+
+def _reward_catalog(tmp: Path) -> dict[str, Any]:
+    return {"catalog": SIDCatalog.from_codes(CODES)}
+
+
+def _reward_with_interests(tmp: Path) -> dict[str, Any]:
+    return {**_reward_catalog(tmp), "interests": _reward_interests(tmp)}
+
+
+# Options under which a reward scores the CODES catalogue (the interests artifact is given as
+# a folder, the way a config names it).
+REWARD_OPTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "exact": _reward_catalog,
+    "valid": _reward_catalog,
+    "prefix": _reward_catalog,
+    "rank": _reward_catalog,
+    "interest": _reward_with_interests,
+    "quality": _reward_with_interests,
+    "composite": lambda tmp: {**_reward_with_interests(tmp),
+                              "weights": {"exact": 1.0, "prefix": 0.5, "interest": 0.2}},
+    "paper": _reward_with_interests,
+}
+
+
+def check_reward(name: str, tmp_path: Path) -> None:
+    import inspect
+    import math
+    import pickle
+
+    reward = registry.create("rewards", name, **_recipe(REWARD_OPTIONS, "rewards", name)(tmp_path))
+    params = inspect.signature(reward).parameters
+    assert list(params)[:2] == ["prompts", "completions"]
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    # TRL's call: two prompts of two completions each (a code list, sid_vocab text, the SID of
+    # item 5, an unreadable answer), every dataset column, plus columns no reward reads.
+    completions = [[1, 0, 0], "<a_0><b_1><c_0>", [2, 0, 1], "not a sid"]
+    columns = {"target": [2, 2, 5, 5], "rank": [0, 1, 0, 1], "user": ["u1", "u1", "u2", "u2"],
+               "completion_ids": [[4, 6, 8]] * 4, "trainer_state": {"global_step": 0},
+               "an_unknown_column": ["x"] * 4}
+    prompts = ["p0", "p0", "p1", "p1"]
+    values = reward(prompts=prompts, completions=completions, **columns)
+    assert isinstance(values, list) and len(values) == 4
+    assert all(v is None or (isinstance(v, float) and math.isfinite(v)) for v in values), values
+    assert isinstance(reward.__name__, str) and reward.__name__
+    again = pickle.loads(pickle.dumps(reward))
+    assert again.__name__ == reward.__name__
+    assert again(prompts=prompts, completions=completions, **columns) == values
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
+    "rewards": check_reward,
     "ensemblers": check_ensembler,
     "labelers": check_labeler,
     "miners": check_miner,
@@ -341,6 +406,8 @@ def test_the_built_in_components_are_registered():
     assert {"scripted", "embedding"} <= set(registry.available("miners"))
     assert {"vote", "union", "confidence"} <= set(registry.available("ensemblers"))
     assert {"judge", "classifier", "heuristic"} <= set(registry.available("labelers"))
+    assert {"exact", "valid", "prefix", "rank", "interest", "quality", "composite"} <= set(
+        registry.available("rewards"))
 
 
 # ---------------------------------------------------------------- create

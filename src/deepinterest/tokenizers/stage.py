@@ -10,14 +10,20 @@ the ``sids`` artifact:
 |---|---|
 | ``sids.jsonl`` | ``{"item": id, "sid": [c1, ..., cL, suffix]}`` in item order |
 | ``quantizer/`` | the fitted quantizer (safetensors + config.json) |
-| ``tokenizer.json`` | encoder, text fields and quantizer type, to reload |
+| ``tokenizer.json`` | encoder, text fields, quantizer type and interest settings, to reload |
 | ``embeddings.npy`` | the item embeddings that were quantized (float32) |
-| ``stats.json`` | collision rate before the suffix, usage, perplexity, errors, seconds |
+| ``stats.json`` | collision rate before the suffix, usage, perplexity, errors, seconds; ``interests`` |
 | ``code_usage.png`` | code counts per level (when matplotlib is installed) |
+
+With ``tokenize.interests`` set, each item's mined descriptors join its
+embedding, as text or by vector fusion (:mod:`.interests`, which records
+those design decisions).
 
 :class:`ItemTokenizer` reloads the artifact and gives SIDs to new items
 (cold start) without refitting: their codes come from the saved quantizer
 and their suffix continues the count of items already holding that tuple.
+A new item is embedded as the fitted items were; without descriptors of its
+own (none are mined for it yet), from its plain text.
 
 Departure from the paper (DeepInterestGR, arXiv 2602.18907): it appends a suffix
 token only where all codes collide; here every SID has the suffix position
@@ -32,6 +38,7 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,15 @@ from ..errors import DeepInterestError
 from ..registry import create, get
 from .base import reconstruction_errors
 from .collisions import add_suffix, balanced_last_level, collision_stats
+from .interests import (
+    check_interests,
+    embed_with_interests,
+    interest_stats,
+    load_interests,
+    select,
+    stage_config,
+    with_caption,
+)
 
 SIDS_FILE = "sids.jsonl"
 TOKENIZER_FILE = "tokenizer.json"
@@ -150,7 +166,7 @@ def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: n
     result.quantizer.save(folder / QUANTIZER_DIR)
     np.save(folder / "embeddings.npy", vectors.astype(np.float32))
     spec = {"encoder": cfg.encoder.model_dump(), "text_fields": cfg.text_fields,
-            "quantizer": cfg.quantizer}
+            "quantizer": cfg.quantizer, "interests": result.stats.get("interests")}
     (folder / TOKENIZER_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     (folder / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
     try:
@@ -166,26 +182,54 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
                    progress: bool = True) -> StageResult:
     """Write the ``sids`` artifact for the dataset artifact in ``dataset_dir``.
 
+    With ``cfg.interests`` (an interests artifact of the same dataset), items'
+    mined descriptors join their embeddings (:mod:`.interests`); that
+    artifact's fingerprint is then an input, so new interests re-tokenize.
     ``force`` rebuilds an up-to-date artifact and lets ``out`` replace a folder
     that is not a ``sids`` artifact (see :func:`~deepinterest.artifacts.check_output`).
     """
     dataset_dir, out = Path(dataset_dir), check_output(out, "tokenize", force=force)
-    config = cfg.model_dump(mode="json", exclude={"cache_dir"})
+    config = stage_config(cfg)
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
+    if cfg.interests is not None:
+        inputs["interests"] = check_interests(cfg.interests, dataset_dir)
 
     def build(folder: Path) -> dict:
         start = time.perf_counter()
         dataset = load_dataset(dataset_dir)
         texts, warning = _texts_or_warning(dataset, cfg.text_fields)
-        vectors = embed_texts(_encoder(cfg), texts, cache_dir=cfg.cache_dir or default_cache_dir(),
-                              progress=progress)
+        vectors, extra, notes = _embed(cfg, dataset, texts, dataset_dir, progress)
+        if extra and extra["interests"]["fingerprint"] != inputs["interests"]:
+            raise DeepInterestError(f"{cfg.interests} changed while it was being read; run "
+                                    "the tokenize stage again")
         result = fit_sids(vectors, cfg, progress=progress)
         result.stats.update(embed_seconds=time.perf_counter() - start,
-                            warnings=[warning] if warning else [])
+                            warnings=([warning] if warning else []) + notes, **extra)
         _write_outputs(folder, dataset, result, vectors, cfg)
-        return {k: result.stats[k] for k in ("items", "unique_sids", "collision_rate_before_suffix")}
+        counts = {k: result.stats[k] for k in ("items", "unique_sids",
+                                               "collision_rate_before_suffix")}
+        if extra:
+            counts["items_enhanced"] = extra["interests"]["items_enhanced"]
+        return counts
 
     return run_stage(Stage("tokenize", out, config, inputs, force), build)
+
+
+def _embed(cfg, dataset: Dataset, texts: list[str], dataset_dir: Path, progress: bool
+           ) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+    """The vectors to quantize, the ``interests`` stats entry (if any) and its warnings."""
+    cache = cfg.cache_dir or default_cache_dir()
+    if cfg.interests is None:
+        return embed_texts(_encoder(cfg), texts, cache_dir=cache, progress=progress), {}, []
+    source = load_interests(cfg.interests, dataset_dir, [it.id for it in dataset.items])
+    picked = select([it.id for it in dataset.items], source, cfg)
+    for note in picked.warnings:
+        warnings.warn(note, stacklevel=4)
+    texts = [with_caption(t, c) for t, c in zip(texts, picked.captions)]
+    vectors = embed_with_interests(_encoder(cfg), texts, picked.descriptors,
+                                   mode=cfg.interest_mode, weight=cfg.interest_weight,
+                                   cache_dir=cache, progress=progress)
+    return vectors, {"interests": interest_stats(source, picked, cfg)}, picked.warnings
 
 
 def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], str | None]:
@@ -234,12 +278,30 @@ class ItemTokenizer:
             taken[tuple(row)] += 1
         return torch.tensor(rows, dtype=torch.long).reshape(len(rows), codes.shape[1] + 1)
 
-    def encode_items(self, items: list[Item], *, progress: bool = False) -> torch.Tensor:
-        """Embed new items with the saved encoder settings and give them SIDs."""
+    def encode_items(self, items: list[Item], *, progress: bool = False,
+                     interests: Mapping[str, Sequence[str]] | None = None) -> torch.Tensor:
+        """Embed new items as the fitted items were and give them SIDs.
+
+        ``interests`` maps item ids to descriptor texts in order (already
+        filtered by label; the fitted ``max_interests`` applies), for a
+        tokenizer fitted with interests. An item without an entry is
+        embedded from its plain text, as the fitted items without interests were.
+        """
         if self._encoder is None:
             from ..config import EncoderConfig, TokenizeConfig
 
             enc = TokenizeConfig(encoder=EncoderConfig(**self.spec["encoder"]))
             self._encoder = _encoder(enc)
         texts = item_texts(items, self.spec["text_fields"])
-        return self.encode_vectors(embed_texts(self._encoder, texts, progress=progress))
+        fitted = self.spec.get("interests")
+        if not fitted:
+            if interests:
+                raise DeepInterestError("this tokenizer was fitted without interests; "
+                                        "encode its new items without them")
+            return self.encode_vectors(embed_texts(self._encoder, texts, progress=progress))
+        limit = fitted.get("max_interests")
+        chosen = [list((interests or {}).get(it.id, ()))[:limit] for it in items]
+        vectors = embed_with_interests(self._encoder, texts, chosen, mode=fitted["mode"],
+                                       weight=fitted["weight"] or 0.0, cache_dir=None,
+                                       progress=progress)
+        return self.encode_vectors(vectors)

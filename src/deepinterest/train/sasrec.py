@@ -21,12 +21,13 @@ Design decisions:
   batch by batch with the same functions as
   :func:`~deepinterest.evaluate.evaluate_scores`, so the full
   [users, items] score matrix (1 GB on Beauty) is never held.
-- Early stopping on validation NDCG@10, checked every ``eval_every`` epochs,
-  with ``patience`` counted in checks; the best state is kept in memory and
-  test metrics are computed once, with it.
+- Epochs, batch order, validation and early stopping are the shared loop's
+  (:mod:`.loop`): validation NDCG@10 every ``eval_every`` epochs and at the
+  last one, ``patience`` counted in checks, the best state kept in memory and
+  test metrics computed once, with it. No ``last/`` is kept (a run is minutes).
 - Determinism on CPU: ``torch.manual_seed(seed)`` before building the model
-  (initial weights, dropout), a separate seeded ``torch.Generator`` for the
-  batch order.
+  (initial weights), then the loop's ``seed``-seeded dropout stream and batch
+  order seeded by ``(seed, epoch)``.
 
 Departures from the paper: cross-entropy instead of sampled BCE (see
 :mod:`deepinterest.backbones.sasrec`), and full ranking instead of 100
@@ -39,18 +40,20 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
 from ..artifacts import atomic_write_text
 from ..backbones.base import pad_histories
 from ..backbones.sasrec import SASRec
 from ..data import Dataset, Example, leave_one_out
 from ..evaluate import DEFAULT_KS, Metrics, metrics_from_ranks, ranks_from_scores
+from .distributed import DistInfo
+from .loop import EpochRecord, LoopSettings, Progress, Step, Task, bucket_batches, run_epochs
 
 MAX_HISTORY = 20  # evaluation protocol (docs/data.md)
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -120,12 +123,9 @@ def training_sequences(dataset: Dataset, max_len: int) -> list[tuple[int, ...]]:
 def make_batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
                  *, bucket: bool = True) -> list[list[int]]:
     """Batches of sequence indices, each index exactly once, in a seeded random order."""
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    if not bucket:
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    order.sort(key=lambda i: lengths[i])  # stable: equal lengths keep the shuffled order
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+    batches = bucket_batches(torch.tensor(lengths, dtype=torch.long), batch_size, generator,
+                             bucket=bucket)
+    return [b.tolist() for b in batches]
 
 
 def collate(seqs: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,24 +161,18 @@ def evaluate_sasrec(model: SASRec, examples: Sequence[Example], *, batch_size: i
 # --- training ------------------------------------------------------------------------------
 
 
-def _train_epoch(model: SASRec, optimizer: torch.optim.Optimizer,
-                 seqs: list[tuple[int, ...]], batches: list[list[int]], *,
-                 desc: str, progress: bool) -> float:
-    """One pass over ``batches``; returns the mean loss per supervised position."""
-    model.train()
-    total, positions, seen, start = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(batches, desc=desc, disable=not progress, leave=False, mininterval=1.0)
-    for batch in bar:
-        inputs, labels = collate([seqs[i] for i in batch])
-        loss = model.loss(inputs, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        count = int((labels >= 0).sum())
-        total, positions, seen = total + loss.item() * count, positions + count, seen + len(batch)
-        rate = seen / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{total / positions:.4f}", seq_per_s=f"{rate:.0f}", refresh=False)
-    return total / max(positions, 1)
+_ALONE = DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+
+
+def _train_step(model: SASRec, optimizer: torch.optim.Optimizer, seqs: list[tuple[int, ...]],
+                rows: torch.Tensor, n_global: int) -> Step:
+    """One Adam step; the loss counts once per supervised position."""
+    inputs, labels = collate([seqs[i] for i in rows.tolist()])
+    loss = model.loss(inputs, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return Step(loss.item(), weight=float((labels >= 0).sum()))
 
 
 def _build(num_items: int, config: SASRecConfig) -> SASRec:
@@ -200,11 +194,13 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, *,
     torch.manual_seed(config.seed)
     model = _build(len(dataset.items), config)
     seqs = training_sequences(dataset, config.max_len)
-    best, history = _fit(model, seqs, splits.valid, config, start=start, progress=progress)
-    model.load_state_dict(best.state)
+    prog, best_state = _fit(model, seqs, splits.valid, config, start=start, progress=progress)
+    model.load_state_dict(best_state)
     test = evaluate_sasrec(model, splits.test, batch_size=config.eval_batch_size)
-    assert best.valid is not None  # _fit checks at least once
-    result = SASRecResult(model, config, best.epoch, best.valid, test, history,
+    history = [EpochLog(r.epoch, r.loss, r.valid["ndcg@10"] if r.valid else None, r.seconds)
+               for r in prog.history]
+    result = SASRecResult(model, config, prog.best_epoch,
+                          Metrics(len(splits.valid), prog.best_valid), test, history,
                           time.perf_counter() - start)
     if out_dir is not None:
         save_sasrec(result, out_dir)
@@ -212,58 +208,34 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, *,
 
 
 def _fit(model: SASRec, seqs: list[tuple[int, ...]], valid: Sequence[Example],
-         config: SASRecConfig, *, start: float, progress: bool) -> tuple[_Best, list[EpochLog]]:
+         config: SASRecConfig, *, start: float,
+         progress: bool) -> tuple[Progress, dict[str, torch.Tensor]]:
     """Epochs until patience or the time budget runs out; the best checked state."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98),
                                  weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
-    lengths = [len(s) for s in seqs]
-    history: list[EpochLog] = []
-    best = _Best()
-    for epoch in range(1, config.epochs + 1):
-        tick = time.perf_counter()
-        batches = make_batches(lengths, config.batch_size, generator, bucket=config.bucket)
-        loss = _train_epoch(model, optimizer, seqs, batches, desc=f"epoch {epoch}",
-                            progress=progress)
-        ndcg, out_of_time = None, _out_of_time(start, config)
-        # The last epoch is always checked, so a best state exists whenever the loop ends.
-        if epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time:
-            ndcg = best.update(epoch, evaluate_sasrec(model, valid,
-                                                      batch_size=config.eval_batch_size), model)
-        history.append(EpochLog(epoch, loss, ndcg, time.perf_counter() - tick))
-        if progress:
-            tqdm.write(_epoch_line(history[-1], best))
-        if best.checks_since >= config.patience or out_of_time:
-            break
-    return best, history
+    best: dict[str, torch.Tensor] = {}
+
+    def keep_best(epoch: int, values: dict[str, float]) -> None:
+        best.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    task = Task(model=model, optimizer=optimizer, scheduler=None,
+                lengths=torch.tensor([len(s) for s in seqs], dtype=torch.long),
+                step=partial(_train_step, model, optimizer, seqs),
+                evaluate=partial(evaluate_sasrec, model, valid,
+                                 batch_size=config.eval_batch_size),
+                save_best=keep_best, config=config, epoch_line=_epoch_line)
+    deadline = None if config.max_seconds is None else start + config.max_seconds
+    settings = LoopSettings(epochs=config.epochs, batch_size=config.batch_size,
+                            seed=config.seed, eval_every=config.eval_every,
+                            patience=config.patience, metric="ndcg@10", bucket=config.bucket,
+                            deadline=deadline)
+    return run_epochs(task, settings, out_dir=None, info=_ALONE, progress=progress), best
 
 
-def _out_of_time(start: float, config: SASRecConfig) -> bool:
-    return config.max_seconds is not None and time.perf_counter() - start > config.max_seconds
-
-
-class _Best:
-    """The best validation check so far and the checks since it."""
-
-    def __init__(self) -> None:
-        self.epoch, self.ndcg, self.checks_since = 0, -1.0, 0
-        self.valid: Metrics | None = None
-        self.state: dict[str, torch.Tensor] = {}
-
-    def update(self, epoch: int, valid: Metrics, model: SASRec) -> float:
-        """Record a check; returns its validation NDCG@10."""
-        if valid["ndcg@10"] > self.ndcg:
-            self.epoch, self.ndcg, self.valid, self.checks_since = epoch, valid["ndcg@10"], valid, 0
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.checks_since += 1
-        return valid["ndcg@10"]
-
-
-def _epoch_line(log: EpochLog, best: _Best) -> str:
-    valid = "" if log.valid_ndcg10 is None else f"  valid ndcg@10 {log.valid_ndcg10:.4f}"
-    return (f"epoch {log.epoch:3d}  loss {log.loss:.4f}{valid}  {log.seconds:.1f} s  "
-            f"(best epoch {best.epoch}, ndcg@10 {max(best.ndcg, 0.0):.4f})")
+def _epoch_line(r: EpochRecord, prog: Progress) -> str:
+    valid = "" if r.valid is None else f"  valid ndcg@10 {r.valid['ndcg@10']:.4f}"
+    return (f"epoch {r.epoch:3d}  loss {r.loss:.4f}{valid}  {r.seconds:.1f} s  "
+            f"(best epoch {prog.best_epoch}, ndcg@10 {max(prog.best_score, 0.0):.4f})")
 
 
 # --- persistence ---------------------------------------------------------------------------

@@ -16,11 +16,11 @@ Design decisions:
   bucketing made a SASRec epoch 4x faster on this machine.
 - **Exact resume.** ``out_dir/last/`` holds the weights, optimizer,
   scheduler, every rank's RNG states, the epoch and the best-so-far record,
-  written atomically after each epoch. Because data order depends only on
-  ``(seed, epoch)`` and the RNG states are restored, a run killed after
-  epoch ``e`` and restarted with the same ``out_dir`` ends with the same
-  weights as an uninterrupted run. A resume with a different config (other
-  than ``resume``/``threads``) is refused, since it could not be exact.
+  written atomically after each epoch (:mod:`.loop`, which owns epochs,
+  batch order, validation cadence, early stopping and checkpoints): a run
+  killed after epoch ``e`` and restarted with the same ``out_dir`` ends with
+  the same weights as an uninterrupted run. A resume with a different config
+  (other than ``resume``/``threads``) is refused, since it could not be exact.
 - **Best checkpoint** ``out_dir/best/`` = ``backbone.save`` + ``sft.json``
   (config, epoch, validation metrics; test metrics added at the end).
 - **Validation subset.** ``eval_users`` validates on a fixed seeded subset
@@ -36,18 +36,16 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import shutil
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..artifacts import atomic_dir, atomic_write_text
+from ..artifacts import atomic_write_text
 from ..config import EvalConfig, SFTConfig
 from ..backbones.base import GenerativeBackbone, pad_histories
 from ..backbones.trie import SIDTrie
@@ -55,39 +53,21 @@ from ..data.splits import Example, Splits
 from ..errors import DeepInterestError
 from ..evaluate import Metrics, metrics_from_ranks
 from . import distributed as dd
+from .generative_eval import target_ranks
+from .loop import (BEST, LAST, STATE_FILE, EpochRecord, EpochStats, LoopSettings, Progress,
+                   Task, epoch_batches, global_batches, record_dict, run_epochs, train_epoch,
+                   write_folder)
 from .precision import resolve_precision
 from .threads import set_threads
-from .generative_eval import target_ranks
 
-BEST, LAST = "best", "last"
-STATE_FILE = "trainer.pt"
+# The checkpoint names and the epoch helpers live in .loop; they stay importable from here.
+__all__ = ["BEST", "LAST", "STATE_FILE", "SFT_FILE", "RESULT_FILE", "EpochRecord", "SFTConfig",
+           "SFTResult", "TrainData", "epoch_batches", "result_dict", "time_train_steps",
+           "train_sft", "valid_subset"]
+
 SFT_FILE = "sft.json"
 RESULT_FILE = "sft_result.json"
 _RESUME_FREE = ("resume", "threads")  # may change between a run and its resume
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    loss: float
-    valid: dict[str, float] | None
-    seconds: float
-    train_seconds: float
-    samples_per_second: float
-    lr: float
-
-
-@dataclass
-class _Progress:
-    """What ``last/`` remembers besides weights and optimizer."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_score: float = -math.inf
-    best_valid: dict[str, float] = field(default_factory=dict)
-    bad_evals: int = 0
-    stopped: bool = False
-    history: list[EpochRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -124,16 +104,6 @@ class TrainData:
         return len(self.targets)
 
 
-def epoch_batches(lengths: torch.Tensor, batch_size: int, *, seed: int,
-                  epoch: int) -> list[torch.Tensor]:
-    """Length-bucketed batches of example indices, in an order seeded by (seed, epoch)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(len(lengths), generator=gen)  # random order within a length
-    order = perm[torch.sort(lengths[perm], stable=True).indices]
-    chunks = list(order.split(batch_size))
-    return [chunks[i] for i in torch.randperm(len(chunks), generator=gen).tolist()]
-
-
 def _lr_lambda(cfg: SFTConfig, total_steps: int):
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -151,100 +121,21 @@ def _optimizer(backbone: torch.nn.Module, cfg: SFTConfig, total_steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
 
 
-# -- checkpoints -------------------------------------------------------------
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _comparable(cfg: SFTConfig) -> dict[str, Any]:
-    return {k: v for k, v in cfg.model_dump().items() if k not in _RESUME_FREE}
-
-
-def _save_last(out: Path, backbone, opt, sched, progress: _Progress, cfg: SFTConfig,
-               n_train: int, info: dd.DistInfo) -> None:
-    rngs = dd.all_gather(_rng_state(), info)  # every rank's dropout stream
-    if info.main:
-        payload = {"model": backbone.state_dict(), "optimizer": opt.state_dict(),
-                   "scheduler": sched.state_dict(), "rng": rngs, "progress": asdict(progress),
-                   "config": cfg.model_dump(), "n_train": n_train, "world": info.world}
-        with atomic_dir(out / LAST) as tmp:
-            torch.save(payload, tmp / STATE_FILE)
-    dd.barrier(info)
-
-
-def _load_last(out: Path, backbone, opt, sched, cfg: SFTConfig, n_train: int,
-               info: dd.DistInfo, restart_mismatched: bool = False) -> _Progress | None:
-    path = out / LAST / STATE_FILE
-    if not (cfg.resume and path.is_file()):
-        return None
-    # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        same = _comparable(SFTConfig(**payload["config"])) == _comparable(cfg) and \
-            payload["n_train"] == n_train
-    except Exception as exc:  # a truncated or foreign file: unusable whatever the cause
-        payload, same = None, False
-        reason = f"cannot be read ({type(exc).__name__}: {exc})"
-    else:
-        reason = "was saved by a run with a different config or data"
-    if not same:
-        return _mismatched_last(out, path, reason, restart_mismatched, info)
-    backbone.load_state_dict(payload["model"])
-    opt.load_state_dict(payload["optimizer"])
-    sched.load_state_dict(payload["scheduler"])
-    if payload["world"] == info.world:
-        _set_rng_state(payload["rng"][info.rank])
-    raw = payload["progress"]
-    raw["history"] = [EpochRecord(**h) for h in raw["history"]]
-    return _Progress(**raw)
-
-
-def _mismatched_last(out: Path, path: Path, reason: str, restart: bool,
-                     info: dd.DistInfo) -> None:
-    """Start over (dropping ``last/`` and ``best/``) or refuse, as the caller chose."""
-    if not restart:
-        raise DeepInterestError(
-            f"{path} {reason}; resuming it would not reproduce that run. Use a new output "
-            "folder, or resume=false to start over.")
-    warnings.warn(f"{path} {reason}; training starts over", stacklevel=3)
-    dd.barrier(info)  # every rank has read it before rank 0 removes it
-    if info.main:
-        for name in (LAST, BEST):
-            shutil.rmtree(out / name, ignore_errors=True)
-    dd.barrier(info)
-    return None
-
+# -- checkpoints and one epoch ----------------------------------------------
 
 def _save_best(out: Path, backbone, cfg: SFTConfig, epoch: int, valid: dict[str, float],
                info: dd.DistInfo, provenance: dict[str, str] | None = None) -> None:
-    if info.main:
-        with atomic_dir(out / BEST) as tmp:
-            backbone.save(tmp)
-            meta = {"config": cfg.model_dump(), "epoch": epoch, "valid": valid,
-                    "inputs": provenance or {}}
-            (tmp / SFT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    dd.barrier(info)
+    def write(tmp: Path) -> None:
+        backbone.save(tmp)
+        meta = {"config": cfg.model_dump(), "epoch": epoch, "valid": valid,
+                "inputs": provenance or {}}
+        (tmp / SFT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_folder(out / BEST, info, write)
 
-
-# -- one epoch ---------------------------------------------------------------
 
 def _global_batches(data: TrainData, cfg: SFTConfig, epoch: int,
                     info: dd.DistInfo) -> list[torch.Tensor]:
-    batches = epoch_batches(data.lengths, cfg.batch_size * info.world, seed=cfg.seed, epoch=epoch)
-    return [b for b in batches if len(b) >= info.world]  # every rank needs an example
+    return global_batches(data.lengths, cfg.batch_size, seed=cfg.seed, epoch=epoch, info=info)
 
 
 def _train_step(model, opt, sched, backbone, data: TrainData, rows: torch.Tensor,
@@ -267,25 +158,11 @@ def _train_step(model, opt, sched, backbone, data: TrainData, rows: torch.Tensor
 
 
 def _run_epoch(model, opt, sched, backbone, data: TrainData, cfg: SFTConfig, epoch: int,
-               info: dd.DistInfo, progress: bool) -> tuple[float, float, int]:
-    """Train one epoch; returns (mean loss, seconds, global samples)."""
-    from tqdm.auto import tqdm
-
-    backbone.train()
-    start, total, count, seen = time.perf_counter(), 0.0, 0, 0
-    batches = _global_batches(data, cfg, epoch, info)
-    bar = tqdm(batches, desc=f"epoch {epoch}", disable=not (progress and info.main),
-               mininterval=5.0, dynamic_ncols=True)
-    for step, global_rows in enumerate(bar):
-        rows = dd.shard(global_rows, info)
-        loss = _train_step(model, opt, sched, backbone, data, rows, len(global_rows), cfg, info)
-        total, count, seen = total + loss * len(rows), count + len(rows), seen + len(global_rows)
-        if step % 20 == 0:
-            rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{total / count:.4f}", samples_s=f"{rate:.0f}", refresh=False)
-    bar.close()
-    total, count = dd.all_sum([total, float(count)], info)
-    return total / max(count, 1.0), time.perf_counter() - start, seen
+               info: dd.DistInfo, progress: bool) -> EpochStats:
+    """One epoch of :func:`_train_step` through the loop (a seam tests stop a run at)."""
+    step = partial(_train_step, model, opt, sched, backbone, data, cfg=cfg, info=info)
+    return train_epoch(step, _global_batches(data, cfg, epoch, info), epoch=epoch, info=info,
+                       progress=progress)
 
 
 @dataclass(frozen=True)
@@ -345,47 +222,24 @@ def _check(backbone, splits: Splits, cfg: SFTConfig) -> None:
                                 "needs every member of backbones.base.GenerativeBackbone")
 
 
-def _after_eval(prog: _Progress, valid: Metrics, epoch: int, cfg: SFTConfig,
-                val: _Validation) -> bool:
-    """Update best-so-far and patience; True when ``epoch`` is the new best."""
-    score = valid.values[f"ndcg@{max(val.ks)}"]  # NDCG@10 with the default cut-offs
-    if score > prog.best_score:
-        prog.best_score, prog.best_epoch, prog.best_valid = score, epoch, dict(valid.values)
-        prog.bad_evals = 0
-        return True
-    prog.bad_evals += 1
-    prog.stopped = cfg.patience is not None and prog.bad_evals >= cfg.patience
-    return False
+def _loss_model(backbone, cfg: SFTConfig, info: dd.DistInfo) -> torch.nn.Module:
+    return dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
 
 
-def _train_loop(backbone, catalog, data, valid, cfg, out, info, progress, prog, opt, sched,
-                provenance, val):
-    model = dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
-    trie = SIDTrie.from_catalog(catalog)
-    while prog.epoch < cfg.epochs and not prog.stopped:
-        epoch, started = prog.epoch + 1, time.perf_counter()
-        loss, train_s, seen = _run_epoch(model, opt, sched, backbone, data, cfg, epoch, info,
-                                         progress)
-        metrics = None
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            metrics = _evaluate(backbone, catalog, valid, val, trie, info)
-            if _after_eval(prog, metrics, epoch, cfg, val):
-                _save_best(out, backbone, cfg, epoch, dict(metrics.values), info, provenance)
-        record = EpochRecord(epoch, loss, dict(metrics.values) if metrics else None,
-                             time.perf_counter() - started, train_s, seen / max(train_s, 1e-9),
-                             sched.get_last_lr()[0])
-        prog.history.append(record)
-        prog.epoch = epoch
-        _save_last(out, backbone, opt, sched, prog, cfg, len(data), info)
-        if progress and info.main:
-            print(_epoch_line(record, prog), flush=True)
+def _task(model, backbone, catalog, data: TrainData, valid: list[Example], cfg: SFTConfig,
+          info: dd.DistInfo, opt, sched, save_best, val: _Validation) -> Task:
+    return Task(model=backbone, optimizer=opt, scheduler=sched, lengths=data.lengths,
+                step=partial(_train_step, model, opt, sched, backbone, data, cfg=cfg, info=info),
+                evaluate=partial(_evaluate, backbone, catalog, valid, val,
+                                 SIDTrie.from_catalog(catalog), info),
+                save_best=save_best, config=cfg, resume_free=_RESUME_FREE)
 
 
-def _epoch_line(r: EpochRecord, prog: _Progress) -> str:
-    valid = " ".join(f"{k} {v:.4f}" for k, v in (r.valid or {}).items())
-    return (f"epoch {r.epoch}: loss {r.loss:.4f}, {r.seconds:.0f} s "
-            f"({r.samples_per_second:.0f} samples/s), valid {valid or '-'}, "
-            f"best epoch {prog.best_epoch}")
+def _settings(cfg: SFTConfig, val: _Validation, restart_mismatched: bool) -> LoopSettings:
+    return LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                        eval_every=cfg.eval_every, patience=cfg.patience,
+                        metric=f"ndcg@{max(val.ks)}",  # NDCG@10 with the default cut-offs
+                        resume=cfg.resume, restart_mismatched=restart_mismatched)
 
 
 def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | Path, *,
@@ -412,12 +266,16 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
     data = TrainData.from_examples(splits.train, splits.max_history)
     steps = len(_global_batches(data, cfg, 1, info)) * cfg.epochs
     opt, sched = _optimizer(backbone, cfg, steps)
-    prog = _load_last(out, backbone, opt, sched, cfg, len(data), info, restart_mismatched)
-    if prog is None:
-        prog = _Progress()
-        torch.manual_seed(cfg.seed + info.rank)  # dropout stream, per rank
-    _train_loop(backbone, catalog, data, valid_subset(splits.valid, cfg), cfg, out, info,
-                progress, prog, opt, sched, provenance, val)
+    model = _loss_model(backbone, cfg, info)
+    save_best = partial(_save_best, out, backbone, cfg, info=info, provenance=provenance)
+    task = _task(model, backbone, catalog, data, valid_subset(splits.valid, cfg), cfg, info,
+                 opt, sched, save_best, val)
+    # Epochs go through _run_epoch (task.step over the loop's batches), looked up when
+    # called: the resume tests stop a run there.
+    prog = run_epochs(task, _settings(cfg, val, restart_mismatched), out_dir=out, info=info,
+                      progress=progress,
+                      train=lambda epoch: _run_epoch(model, opt, sched, backbone, data, cfg,
+                                                     epoch, info, progress))
     if not (out / BEST / SFT_FILE).is_file():  # no validation ran (epochs=0)
         _save_best(out, backbone, cfg, prog.epoch, {}, info, provenance)
     result = _finish(backbone, catalog, splits, cfg, out, info, prog, started, val)
@@ -425,7 +283,8 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
     return result
 
 
-def _finish(backbone, catalog, splits, cfg, out, info, prog, started, val) -> SFTResult:
+def _finish(backbone, catalog, splits, cfg, out, info, prog: Progress, started,
+            val) -> SFTResult:
     """Load the best checkpoint into ``backbone`` and evaluate it on test once."""
     best = type(backbone).load(out / BEST, catalog)
     backbone.load_state_dict(best.state_dict())
@@ -450,7 +309,7 @@ def result_dict(result: SFTResult) -> dict[str, Any]:
             "precision": result.precision,
             "valid": result.valid.values, "valid_users": result.valid.users,
             "test": result.test.values, "test_users": result.test.users,
-            "best_dir": str(result.best_dir), "history": [asdict(h) for h in result.history]}
+            "best_dir": str(result.best_dir), "history": [record_dict(h) for h in result.history]}
 
 
 def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tuple[float, int]:
@@ -468,7 +327,7 @@ def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tu
     data = TrainData.from_examples(splits.train, splits.max_history)
     batches = _global_batches(data, cfg, 1, info)
     opt, sched = _optimizer(backbone, cfg, len(batches) * cfg.epochs)
-    model = dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
+    model = _loss_model(backbone, cfg, info)
     backbone.train()
     timed = batches[:steps]
     start = time.perf_counter()
