@@ -72,7 +72,8 @@ def test_run_default_chain_and_resume(tmp_path):
     work = tmp_path / "w"
     first = runner.invoke(app, ["run", "--config", str(_small(tmp_path)), "--workdir", str(work)])
     assert first.exit_code == 0, first.output
-    assert "[data] done" in first.output and "not in this release yet: train-rl" in first.output
+    assert "[data] done" in first.output and "not in this release yet" not in first.output
+    assert "[train-rl]" not in first.output  # off unless [train.rl] enabled
     assert "[mine] done" in first.output
     assert "[train-sft] done" in first.output and "[eval] done" in first.output
     metrics = json.loads((work / "baseline" / "metrics.json").read_text())
@@ -118,3 +119,95 @@ def test_run_without_miners_skips_mining(tmp_path):
     none = runner.invoke(app, ["mine", str(work / "dataset"), "--config", str(cfg),
                                "--out", str(tmp_path / "i")])
     assert none.exit_code == 2 and "no miners configured" in none.output
+
+
+# -- GRPO (`--stage rl`) on the small chain ----------------------------------------------
+
+RL = """
+[train.rl]
+enabled = true
+epochs = 1
+batch_size = 64
+group_size = 4
+eval_users = 40
+threads = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def rl_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rl")
+    cfg = root / "rl.toml"
+    cfg.write_text(SMALL.format(seed=0, cache=root / "cache") + RL)
+    result = runner.invoke(app, ["run", "--config", str(cfg), "--workdir", str(root / "w")])
+    assert result.exit_code == 0, result.output
+    return root, cfg, result.output
+
+
+def test_run_with_rl_trains_from_sft_and_evaluates_the_rl_checkpoint(rl_run):
+    root, cfg, output = rl_run
+    work = root / "w"
+    order = [output.index(f"[{s}] done") for s in ("train-sft", "train-rl", "eval")]
+    assert order == sorted(order) and "not in this release yet" not in output
+    assert json.loads((work / "run.json").read_text())["missing"] == []
+    assert json.loads((work / "eval" / "metrics.json").read_text())["checkpoint"] == str(
+        work / "rl" / "best")
+    # mining ran, so the interests reach the rewards: the paper's composite is the default
+    summary = json.loads((work / "rl" / "rl_result.json").read_text())
+    scalars = summary["history"][0]["scalars"]
+    assert {"reward", "reward/paper/exact", "reward/paper/quality", "zero_variance", "kl",
+            "clip_fraction"} <= set(scalars)
+    assert scalars["reward/paper/valid"] == 1.0  # constrained decoding: every SID is valid
+    meta = json.loads((work / "rl" / "best" / "rl.json").read_text())
+    assert set(meta["inputs"]) == {"dataset", "sids", "sft", "interests"}
+    assert summary["valid_users"] == 40 and set(summary["start_valid"]) == set(summary["valid"])
+    again = runner.invoke(app, ["run", "--config", str(cfg), "--workdir", str(work)])
+    assert "[train-sft] skipped" in again.output and "[train-rl] skipped" in again.output
+
+
+def test_train_stage_rl_command_reproduces_the_run_and_serves_its_checkpoint(rl_run, tmp_path):
+    import shutil
+
+    root, cfg, _ = rl_run
+    work = tmp_path / "w"
+    for part in ("dataset", "interests", "sids", "sft"):
+        shutil.copytree(root / "w" / part, work / part)
+    result = runner.invoke(app, ["train", "--stage", "rl", "--config", str(cfg),
+                                 "--workdir", str(work)])
+    assert result.exit_code == 0, result.output
+    assert "[train-rl] done" in result.output
+    ours = json.loads((work / "rl" / "metrics.json").read_text())
+    theirs = json.loads((root / "w" / "rl" / "metrics.json").read_text())
+    assert ours["test"] == theirs["test"]  # beam rollouts are deterministic
+    evaluated = runner.invoke(app, ["eval", "--config", str(cfg), "--workdir", str(work),
+                                    "--checkpoint", str(work / "rl" / "last")])
+    assert evaluated.exit_code == 0, evaluated.output
+    user = json.loads((work / "dataset" / "users.jsonl").read_text().splitlines()[0])["id"]
+    recs = runner.invoke(app, ["recommend", "--config", str(cfg), "--workdir", str(work),
+                               "--user", user, "-k", "3", "--checkpoint",
+                               str(work / "rl" / "best")])
+    assert recs.exit_code == 0 and len(recs.output.strip().splitlines()) == 3
+
+
+def test_train_stage_rl_needs_a_finished_sft_of_this_run(rl_run, tmp_path):
+    import shutil
+
+    root, cfg, _ = rl_run
+    work = tmp_path / "w"
+    for part in ("dataset", "sids"):
+        shutil.copytree(root / "w" / part, work / part)
+    args = ["train", "--stage", "rl", "--config", str(cfg), "--workdir", str(work)]
+    none = runner.invoke(app, args)
+    assert none.exit_code == 2 and "run `di train --stage sft` first" in none.output
+    shutil.copytree(root / "w" / "sft" / "best", work / "sft" / "best")
+    unfinished = runner.invoke(app, args)
+    assert unfinished.exit_code == 2 and "SFT has not finished" in unfinished.output
+    (work / "sft" / "manifest.json").write_text(
+        (root / "w" / "sft" / "manifest.json").read_text())
+    sft_json = work / "sft" / "best" / "sft.json"
+    meta = json.loads(sft_json.read_text())
+    meta["inputs"]["sids"] = "0" * 64  # trained on other SIDs
+    sft_json.write_text(json.dumps(meta))
+    foreign = runner.invoke(app, args)
+    assert foreign.exit_code == 2 and "another sids artifact" in foreign.output
+    assert not (work / "rl").exists()

@@ -17,6 +17,7 @@ import typer
 from .config import (
     DataConfig,
     EvalConfig,
+    GRPOConfig,
     MineConfig,
     SFTConfig,
     TokenizeConfig,
@@ -56,10 +57,14 @@ def _fail(message: str) -> None:
 def _override(model, field: str, *names: str, **extra):
     """An option that overrides config field ``field`` of ``model``: its help text is the
     field's description and default, so the command line and the config never disagree."""
+    return typer.Option(None, *names, help=_field_help(model, field), **extra)
+
+
+def _field_help(model, field: str) -> str:
     info = model.model_fields[field]
     default = info.get_default(call_default_factory=True)
     text = f"{info.description or field.replace('_', ' ')} (config default: {default})"
-    return typer.Option(None, *names, help=text.replace("[", "\\["), **extra)
+    return text.replace("[", "\\[")
 
 
 def _data_config(source: str, format: Optional[str], items: Optional[Path],
@@ -126,19 +131,30 @@ def tokenize_cmd(
     codebook_size: Optional[int] = _override(TokenizeConfig, "codebook_size"),
     balanced: Optional[bool] = _override(TokenizeConfig, "balanced_last_level",
                                          "--balanced/--no-balanced"),
+    interests: Optional[str] = _override(TokenizeConfig, "interests", metavar="DIR"),
+    interest_mode: Optional[str] = _override(TokenizeConfig, "interest_mode"),
+    interest_labels: Optional[str] = _override(TokenizeConfig, "interest_labels"),
+    interest_weight: Optional[float] = _override(TokenizeConfig, "interest_weight"),
+    max_interests: Optional[int] = _override(TokenizeConfig, "max_interests"),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not a sids artifact"),
 ) -> None:
-    """Embed item texts and quantize them into collision-free semantic IDs."""
+    """Embed item texts (with mined interests, given --interests) and quantize them into
+    collision-free semantic IDs."""
     from .config import RunConfig, load_config
+    from .tokenizers.interests import resolve_interests
     from .tokenizers.stage import tokenize_items
 
     cfg = (load_config(config) if config else RunConfig()).tokenize
     overrides = {"quantizer": quantizer, "levels": levels, "codebook_size": codebook_size,
-                 "balanced_last_level": balanced}
+                 "balanced_last_level": balanced, "interests": interests,
+                 "interest_mode": interest_mode, "interest_labels": interest_labels,
+                 "interest_weight": interest_weight, "max_interests": max_interests}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
+    # 'mine': the interests folder of the run the dataset belongs to (its sibling)
+    cfg.interests = resolve_interests(cfg.interests, RunLayout(dataset.parent).interests)
     result = tokenize_items(cfg, dataset, out, force=force)
     state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
     typer.echo(f"sids {result.path}: {state}")
@@ -246,33 +262,47 @@ def _dataset_for(source: str, prepared: Path) -> Path:
 @app.command("train")
 @_friendly
 def train_cmd(
-    stage: str = typer.Option("sft", help="training stage: sft (rl comes in a later release)"),
+    stage: str = typer.Option("sft", help="training stage: sft (supervised, writes "
+                              "<workdir>/sft) or rl (GRPO from sft/best, writes <workdir>/rl)"),
     config: Optional[Path] = _CONFIG,
     workdir: Optional[str] = _WORKDIR,
     backbone: Optional[str] = _override(TrainConfig, "backbone"),
-    epochs: Optional[int] = _override(SFTConfig, "epochs"),
-    force: bool = typer.Option(False, help="replace an <workdir>/sft that is not a training "
-                               "folder"),
+    epochs: Optional[int] = typer.Option(
+        None, help=f"sft: {_field_help(SFTConfig, 'epochs')}; rl: "
+        f"{_field_help(GRPOConfig, 'epochs')}"),
+    force: bool = typer.Option(False, help="replace an <workdir>/sft (or rl) that is not a "
+                               "training folder"),
 ) -> None:
-    """Train the generative backbone on the run's SIDs (writes <workdir>/sft)."""
-    from .errors import DeepInterestError
-    from .train.stage import train_stage
+    """Train the generative backbone on the run's SIDs: SFT, then GRPO (--stage rl)."""
+    from .pipeline import run_interests
+    from .train.stage import rl_stage, train_stage
 
-    if stage != "sft":
-        raise DeepInterestError(f"training stage {stage!r} is not available; use --stage sft")
+    if stage not in ("sft", "rl"):
+        raise DeepInterestError(f"training stage {stage!r} is not available; use --stage sft "
+                                "or --stage rl")
     cfg = _run_config(config, workdir)
     if backbone is not None:
         cfg.train.backbone = backbone
     if epochs is not None:
-        cfg.train.sft.epochs = epochs
+        (cfg.train.sft if stage == "sft" else cfg.train.rl).epochs = epochs
     run = RunLayout(cfg.workdir)
-    result = train_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft,
-                         evaluation=cfg.eval, force=force)
+    if stage == "sft":
+        result = train_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft,
+                             evaluation=cfg.eval, force=force)
+    else:
+        result = rl_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft, run.rl,
+                          interests_dir=run_interests(cfg, run), evaluation=cfg.eval,
+                          force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
         return
     state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"
-    typer.echo(f"[train-sft] {state} -> {result.path}")
+    typer.echo(f"[{result.stage}] {state} -> {result.path}")
     _print_metrics(result.path / "metrics.json")
+
+
+_CHECKPOINT = typer.Option(None, help="a best/ or last/ folder of sft/ or rl/ (default: "
+                           "<workdir>/rl/best when \\[train.rl] is enabled, else "
+                           "<workdir>/sft/best)")
 
 
 @app.command("eval")
@@ -280,7 +310,7 @@ def train_cmd(
 def eval_cmd(
     config: Optional[Path] = _CONFIG,
     workdir: Optional[str] = _WORKDIR,
-    checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
+    checkpoint: Optional[Path] = _CHECKPOINT,
     beam: Optional[int] = _override(EvalConfig, "beam"),
 ) -> None:
     """HR@5/10 and NDCG@5/10 of a checkpoint on validation and test (writes <workdir>/eval)."""
@@ -290,8 +320,8 @@ def eval_cmd(
     if beam is not None:
         cfg.eval.beam = beam
     run = RunLayout(cfg.workdir)
-    result = eval_stage(cfg.eval, cfg.split, run.dataset, run.sids, checkpoint or run.checkpoint,
-                        run.eval)
+    result = eval_stage(cfg.eval, cfg.split, run.dataset, run.sids,
+                        checkpoint or run.final_checkpoint(cfg.train.rl.enabled), run.eval)
     _print_metrics(result.path / "metrics.json")
 
 
@@ -302,14 +332,15 @@ def recommend_cmd(
     k: int = typer.Option(10, "-k", min=1, help="how many items"),
     config: Optional[Path] = _CONFIG,
     workdir: Optional[str] = _WORKDIR,
-    checkpoint: Optional[Path] = typer.Option(None, help="default: <workdir>/sft/best"),
+    checkpoint: Optional[Path] = _CHECKPOINT,
 ) -> None:
     """Top-K next items for a user, with titles and scores (log-probabilities)."""
     from .train.stage import recommend_for_user
 
     cfg = _run_config(config, workdir)
     run = RunLayout(cfg.workdir)
-    rows = recommend_for_user(user, run.dataset, run.sids, checkpoint or run.checkpoint,
+    rows = recommend_for_user(user, run.dataset, run.sids,
+                              checkpoint or run.final_checkpoint(cfg.train.rl.enabled),
                               k=k, beam=max(cfg.eval.beam, k), max_history=cfg.split.max_history)
     for row in rows:
         sid = "-".join(str(c) for c in row["sid"])

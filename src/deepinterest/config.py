@@ -117,6 +117,29 @@ class TokenizeConfig(StrictModel):
         False, description="Sinkhorn re-assignment of colliding items' last code (LC-Rec)")
     seed: int = 0
     cache_dir: Path | None = Field(None, description="embedding cache; default ~/.cache")
+    # Interest-enhanced SIDs (docs/tokenizers.md): off unless `interests` names an artifact.
+    interests: str | None = Field(
+        None, description="interests artifact (a `di mine` folder) whose descriptors join the "
+        "item embeddings; 'mine' = the run's own interests folder; None = plain SIDs")
+    interest_mode: Literal["text", "fusion"] = Field(
+        "text", description="text: embed 'item text; interests: d1; d2' (the paper's); "
+        "fusion: normalize((1 - w) * item vector + w * descriptors vector)")
+    interest_labels: Literal["positive", "all"] = Field(
+        "positive", description="descriptors used: positive = reward label 1 only, all = every one")
+    interest_weight: float = Field(0.5, ge=0.0, le=1.0,
+                                   description="w, the descriptors' share in fusion mode")
+    max_interests: int | None = Field(None, ge=1, description="descriptors per item at most, "
+                                      "first in order; None = all")
+
+    @field_validator("interests", mode="before")
+    @classmethod
+    def _interests_path(cls, value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("interests is empty; name an interests folder, 'mine' or leave "
+                             "it unset")
+        return value
 
     @field_validator("quantizer")
     @classmethod
@@ -161,8 +184,101 @@ class SFTConfig(StrictModel):
         "CPU or GPU computes it natively, else fp32")
 
 
+class RewardSpec(StrictModel):
+    """One term of the GRPO reward: a registered reward, its weight and keyword options."""
+
+    name: str = Field(description="registered reward: exact, valid, prefix, rank, interest, "
+                      "quality, paper, composite or a plugin's name")
+    weight: float = Field(1.0, description="its weight in the sum")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="keyword options of the reward (the catalogue, "
+                                    "interests and group size are passed for you)")
+    label: str | None = Field(None, description="name in the logs (default: name); lets one "
+                              "reward appear twice with different options")
+
+    @field_validator("name")
+    @classmethod
+    def _known_reward(cls, value: str) -> str:
+        return registered("rewards", value, "reward")
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class GRPOConfig(StrictModel):
+    """Reinforcement learning of the SFT model with GRPO (``di train --stage rl``).
+
+    Defaults follow DeepInterestGR (arXiv 2602.18907: group size 8, KL 0.001,
+    advantage epsilon 1e-6, lr 1e-5, 2 epochs) and MiniOneRec (a group is the
+    beams of one constrained beam search; one update per generation).
+    docs/training.md explains each field.
+    """
+
+    enabled: bool = Field(False, description="run this stage in `di run` (after SFT); "
+                          "`di train --stage rl` runs it either way")
+    epochs: int = Field(2, ge=0, description="passes over the training examples")
+    batch_size: int = Field(32, ge=1, description="histories per process and step, each "
+                            "with group_size completions")
+    group_size: int = Field(8, ge=2, description="completions per history (G)")
+    generation: Literal["beam", "sample"] = Field(
+        "beam", description="beam: the G beams of one trie-constrained beam search (distinct, "
+        "ordered; MiniOneRec); sample: G trie-constrained samples at `temperature`")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (generation = "
+                               "sample)")
+    rewards: list[RewardSpec] | None = Field(
+        None, description="reward terms, summed with their weights; None = the paper's "
+        "composite when the run has an interests artifact, else exact + MiniOneRec's rank "
+        "penalty")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="advantage (r - group mean) divided by the group's std, the "
+        "batch's std, or nothing")
+    advantage_epsilon: float = Field(1e-6, gt=0, description="added to the std before "
+                                     "dividing")
+    loss_type: Literal["grpo", "dr_grpo", "dapo"] = Field(
+        "grpo", description="how per-token losses are averaged (TRL's definitions)")
+    beta: float = Field(0.001, ge=0, description="weight of the k3 KL to the SFT model; 0 "
+                        "skips the reference model")
+    clip_epsilon: float = Field(0.2, gt=0, description="PPO clipping of the ratio to "
+                                "[1 - eps, 1 + eps]")
+    num_iterations: int = Field(1, ge=1, description="updates per generation (1: ratio 1, "
+                                "clipping inert)")
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float | None = Field(1.0, gt=0)
+    patience: int | None = Field(None, ge=1, description="evaluations without gain; None = "
+                                 "off")
+    eval_every: int = Field(1, ge=1, description="epochs between validations")
+    eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
+    eval_batch_size: int = Field(256, ge=1, description="users per validation beam search")
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = the usable "
+                                "cores that other jobs leave free")
+    resume: bool = True
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="as sft.precision: bf16 autocasts rollouts and the training and "
+        "reference forwards; auto = bf16 where computed natively")
+
+    @field_validator("rewards")
+    @classmethod
+    def _distinct(cls, specs: list[RewardSpec] | None) -> list[RewardSpec] | None:
+        if specs is None:
+            return None
+        if not specs:
+            raise ValueError("rewards is empty; name at least one, or leave it unset for the "
+                             "default")
+        keys = [s.key for s in specs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"rewards need distinct names (set `label` to use one twice): "
+                             f"{keys}")
+        return specs
+
+
 class TrainConfig(StrictModel):
-    """The generative backbone and its supervised fine-tuning (``di train --stage sft``)."""
+    """The generative backbone, its supervised fine-tuning (``di train --stage sft``) and
+    GRPO (``di train --stage rl``)."""
 
     backbone: str = Field("t5", description="registered backbone: t5, causal-lm, ...")
     options: dict[str, Any] = Field(default_factory=dict,
@@ -171,6 +287,7 @@ class TrainConfig(StrictModel):
         False, description="start the code embeddings from the quantizer's codewords "
         "(backbones with init_code_embeddings, e.g. t5)")
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    rl: GRPOConfig = Field(default_factory=GRPOConfig)
 
     @field_validator("backbone")
     @classmethod

@@ -1,7 +1,7 @@
 """Where each artifact of a run lives: one place that spells the run folder's paths.
 
     <workdir>/config.yaml  run.json
-              dataset/  interests/  sids/  sft/{best,last}/  rl/  eval/  baseline/
+              dataset/  interests/  sids/  sft/{best,last}/  rl/{best,last}/  eval/  baseline/
 
 The CLI and the chain both find folders through :class:`RunLayout`, so a
 stage's folder name is written once (docs/pipeline.md describes each).
@@ -38,5 +38,16 @@ class RunLayout:
 
     @property
     def checkpoint(self) -> Path:
-        """The checkpoint evaluated by default: SFT's best."""
+        """SFT's best checkpoint."""
         return self.sft / "best"
+
+    @property
+    def rl_checkpoint(self) -> Path:
+        """GRPO's best checkpoint."""
+        return self.rl / "best"
+
+    def final_checkpoint(self, rl: bool) -> Path:
+        """What `di eval` and `di recommend` use by default: RL's best when the run's
+        ``[train.rl]`` is enabled, else SFT's (never a guess from what is on disk, so a stale
+        ``rl/`` of an earlier config is not picked up)."""
+        return self.rl_checkpoint if rl else self.checkpoint

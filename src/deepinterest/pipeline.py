@@ -5,9 +5,11 @@
 
 Each stage reads the artifact folder of the stage before it and writes its
 own under ``workdir``; a stage whose config and inputs are unchanged is
-skipped, so an interrupted run resumes where it stopped. Stages that are not
-part of this release are listed in :data:`PLANNED_STAGES` and reported as
-missing rather than faked.
+skipped, so an interrupted run resumes where it stopped. Mining runs when
+``[mine]`` has miners, RL (GRPO) when ``[train.rl] enabled = true``; eval
+then scores the RL checkpoint instead of the SFT one. Stages that are not
+part of this release would be listed in :data:`PLANNED_STAGES` and reported
+as missing rather than faked.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from .data.prepare import prepare_dataset
 from .evaluate import write_metrics
 from .layout import RunLayout
 from .tokenizers.stage import tokenize_items
-from .train.stage import eval_stage, train_stage
+from .train.stage import eval_stage, rl_stage, train_stage
 
 # Stages of the method that this release does not run yet, in chain order.
-PLANNED_STAGES = ("train-rl",)
+PLANNED_STAGES: tuple[str, ...] = ()
 
 
 @dataclass
@@ -114,7 +116,19 @@ def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
 
 
 def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return tokenize_items(cfg.tokenize, run.dataset, run.sids, progress=progress)
+    """Plain SIDs unless ``[tokenize] interests`` is set: ``"mine"`` takes this run's
+    ``interests/`` (so mining must be on), a path takes that artifact."""
+    from .tokenizers.interests import RUN_INTERESTS, resolve_interests
+
+    tokenize = cfg.tokenize
+    if tokenize.interests == RUN_INTERESTS and not cfg.mine.miners:
+        raise DeepInterestError(f"tokenize.interests = {RUN_INTERESTS!r} uses the interests "
+                                "this run mines, but [mine] has no miners; add a miner, or "
+                                "name an interests folder, or unset tokenize.interests")
+    if tokenize.interests is not None:
+        tokenize = tokenize.model_copy(
+            update={"interests": resolve_interests(tokenize.interests, run.interests)})
+    return tokenize_items(tokenize, run.dataset, run.sids, progress=progress)
 
 
 def _train_sft(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
@@ -122,8 +136,27 @@ def _train_sft(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
                        evaluation=cfg.eval, progress=progress)
 
 
+def run_interests(cfg: RunConfig, run: RunLayout) -> Path | None:
+    """The run's interests artifact for RL rewards: when ``[mine]`` has miners and the
+    folder is a finished artifact (a stale folder of a run that no longer mines is ignored)."""
+    from .artifacts import MANIFEST
+
+    if cfg.mine.miners and (run.interests / MANIFEST).is_file():
+        return run.interests
+    return None
+
+
+def _train_rl(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
+    if not cfg.train.rl.enabled:
+        return None
+    return rl_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft, run.rl,
+                    interests_dir=run_interests(cfg, run), evaluation=cfg.eval,
+                    progress=progress)
+
+
 def _eval(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return eval_stage(cfg.eval, cfg.split, run.dataset, run.sids, run.checkpoint, run.eval)
+    return eval_stage(cfg.eval, cfg.split, run.dataset, run.sids,
+                      run.final_checkpoint(cfg.train.rl.enabled), run.eval)
 
 
 def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
@@ -133,5 +166,5 @@ def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 # The chain, in order: one entry per stage (a stage that is not shipped yet is
 # listed in PLANNED_STAGES instead).
 STEPS: tuple[Callable[[RunConfig, RunLayout, bool], StageResult | None], ...] = (
-    _data, _mine, _tokenize, _train_sft, _eval, _baseline,
+    _data, _mine, _tokenize, _train_sft, _train_rl, _eval, _baseline,
 )

@@ -199,6 +199,24 @@ class T5Backbone(nn.Module):
         bos = torch.full_like(labels[:, :1], BOS)
         return self._logits(self.encode(batch), torch.cat([bos, labels[:, :-1]], dim=1))
 
+    # token_logprobs takes [B, G] targets (G completions per history) and encodes each
+    # history once; GRPO reads this flag rather than repeating the batch G times.
+    grouped_logprobs = True
+
+    def token_logprobs(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
+        """Log-probs [B, P] (or [B, G, P] for targets [B, G]) of the targets' SID tokens given
+        the true prefix: a full-vocabulary log-softmax in fp32 (GRPO's sequence scores)."""
+        state = self.encode(batch)
+        group = targets.shape[1] if targets.dim() == 2 else 1
+        if group > 1:  # the encoder ran once per history; its output serves the G completions
+            state = T5State(state.hidden.repeat_interleave(group, 0),
+                            state.mask.repeat_interleave(group, 0), cross=None)
+        labels = self.target_tokens(targets.reshape(-1))
+        bos = torch.full_like(labels[:, :1], BOS)
+        logits = self._logits(state, torch.cat([bos, labels[:, :-1]], dim=1))
+        logp = F.log_softmax(logits.float(), dim=-1).gather(-1, labels.unsqueeze(-1))
+        return logp.squeeze(-1).reshape(*targets.shape, -1)
+
     def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over the P target SID tokens, full vocabulary."""
         logits = self.teacher_logits(batch, targets)

@@ -4,10 +4,17 @@ They read the artifacts of the stages before them from a run's work folder
 (``dataset/``, ``sids/``) and write their own:
 
     <workdir>/sft/    best/ (checkpoint + sft.json), last/ (resumable), metrics.json, manifest.json
+    <workdir>/rl/     best/ (checkpoint + rl.json), last/, rl_result.json, metrics.json,
+                      manifest.json
     <workdir>/eval/   metrics.json (valid and test, beam search), manifest.json
 
-Training resumes: ``sft/`` persists while a run is interrupted and
-``train_sft`` continues from ``last/``. ``sft/stage.json`` records the stage,
+The RL stage (:func:`rl_stage`) starts from ``sft/best`` of a finished SFT
+stage and records that checkpoint's fingerprint (and the interests
+artifact's, when its rewards read one) among its inputs, so retraining SFT
+reruns RL.
+
+Training resumes: ``sft/`` (and ``rl/``) persists while a run is interrupted and
+``train_sft`` (``train_grpo``) continues from ``last/``. ``sft/stage.json`` records the stage,
 config and inputs the folder was started with; when they change, the folder
 is cleared and training starts over (an exact resume across configs is
 impossible). The manifest is written last, so only a finished stage is
@@ -58,9 +65,11 @@ from ..errors import DeepInterestError
 from ..evaluate import write_metrics
 from ..registry import create, get
 from . import distributed as dd
+from .grpo import RL_FILE
 from .sft import BEST, SFT_FILE, STATE_FILE
 
 SFT_STAGE = "train-sft"
+RL_STAGE = "train-rl"
 
 
 def load_catalog(dataset: Dataset, sids_dir: Path) -> SIDCatalog:
@@ -116,8 +125,9 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
 
     dataset_dir, sids_dir, out = Path(dataset_dir), Path(sids_dir), Path(out)
     evaluation = evaluation or EvalConfig()
-    config = {"train": train_cfg.model_dump(mode="json"), "split": split_cfg.model_dump(),
-              "eval": evaluation.model_dump()}
+    # Without `rl`: GRPO's settings are the RL stage's and must not retrain SFT.
+    config = {"train": train_cfg.model_dump(mode="json", exclude={"rl"}),
+              "split": split_cfg.model_dump(), "eval": evaluation.model_dump()}
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult(SFT_STAGE, out, True, 0.0, {})
@@ -167,6 +177,93 @@ def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, 
     return StageResult(SFT_STAGE, out, False, time.perf_counter() - start, counts)
 
 
+def rl_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
+             sft_dir: str | Path, out: str | Path, *, interests_dir: str | Path | None = None,
+             evaluation=None, progress: bool = True, force: bool = False) -> StageResult:
+    """GRPO from the SFT stage's best checkpoint (``di train --stage rl``).
+
+    ``sft_dir`` is a finished SFT stage folder; its ``best/`` must have been
+    trained on this dataset and these SIDs. ``interests_dir`` (the run's
+    interests artifact, when it mined one) feeds the interest-aware reward
+    terms and makes the paper's composite the default reward. Output rules
+    as :func:`train_stage`: ``out`` is claimed and locked, resumed while its
+    config and inputs stay the same, and ``force`` replaces a foreign folder.
+    """
+    from ..config import EvalConfig
+
+    dataset_dir, sids_dir, sft_dir, out = map(Path, (dataset_dir, sids_dir, sft_dir, out))
+    evaluation = evaluation or EvalConfig()
+    checkpoint = _sft_checkpoint(sft_dir)
+    run = _run_fingerprints(dataset_dir, sids_dir)
+    check_provenance(checkpoint, dataset_dir, sids_dir, run)
+    # `enabled` only tells `di run` whether to call this stage; toggling it keeps the folder.
+    config = {"rl": train_cfg.rl.model_dump(mode="json", exclude={"enabled"}),
+              "split": split_cfg.model_dump(), "eval": evaluation.model_dump()}
+    inputs = {**run, "sft": fingerprint_paths([checkpoint])}
+    if interests_dir is not None:
+        inputs["interests"] = artifact_fingerprint(interests_dir)
+    if is_up_to_date(out, config=config, inputs=inputs):
+        return StageResult(RL_STAGE, out, True, 0.0, {})
+    check_output(out, RL_STAGE, force=force)
+    info = dd.init_distributed()
+    lock = claim_output(out, RL_STAGE, force=force) if info.main else contextlib.nullcontext()
+    try:
+        with lock:
+            return _train_rl(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, checkpoint,
+                             interests_dir, out, config, inputs, info, progress)
+    finally:
+        dd.cleanup(info)
+
+
+def _sft_checkpoint(sft_dir: Path) -> Path:
+    """``sft_dir/best`` of a finished SFT stage, or a clear error."""
+    best = sft_dir / BEST
+    if not (best / BACKBONE_FILE).is_file():
+        raise DeepInterestError(f"{best}: no SFT checkpoint; RL starts from the SFT model, so "
+                                "run `di train --stage sft` first")
+    if not (sft_dir / MANIFEST).is_file():
+        raise DeepInterestError(f"{sft_dir}: SFT has not finished (no {MANIFEST}); finish it "
+                                "with `di train --stage sft` before RL")
+    return best
+
+
+def _train_rl(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path,
+              checkpoint: Path, interests_dir: Path | None, out: Path, config: dict,
+              inputs: dict, info, progress: bool) -> StageResult:
+    from ..rewards.interest_index import InterestIndex
+    from .grpo import train_grpo
+
+    if is_up_to_date(out, config=config, inputs=inputs):  # finished before we took the lock
+        return StageResult(RL_STAGE, out, True, 0.0, {})
+    start = time.perf_counter()
+    dataset = load_dataset(dataset_dir)
+    catalog = load_catalog(dataset, sids_dir)
+    splits = leave_one_out(dataset, max_history=split_cfg.max_history)
+    interests = (InterestIndex.from_artifact(interests_dir, catalog)
+                 if interests_dir is not None else None)
+    if info.main:
+        _start_folder(out, {"stage": RL_STAGE, "config": fingerprint_value(config),
+                            "inputs": inputs})
+    dd.barrier(info)
+    backbone = load_checkpoint(checkpoint, catalog)
+    result = train_grpo(backbone, catalog, splits, train_cfg.rl, out, interests=interests,
+                        user_ids=[u.id for u in dataset.users], progress=progress,
+                        evaluation=evaluation, provenance=inputs, restart_mismatched=True)
+    def ndcg(metrics) -> float:
+        return round(metrics.values.get("ndcg@10", float("nan")), 4)
+
+    counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+              "start_valid_ndcg@10": ndcg(result.start_valid), "test_ndcg@10": ndcg(result.test)}
+    if info.main:
+        write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
+                      model=f"{train_cfg.backbone}+grpo", best_epoch=result.best_epoch,
+                      epochs_run=result.epochs_run)
+        write_manifest(out, stage=RL_STAGE, config=config, inputs=inputs, counts=counts,
+                       seconds=time.perf_counter() - start)
+    dd.barrier(info)
+    return StageResult(RL_STAGE, out, False, time.perf_counter() - start, counts)
+
+
 def _load_saved(folder: Path, catalog: SIDCatalog):
     kind = json.loads((folder / BACKBONE_FILE).read_text("utf-8"))["kind"]
     return get("backbones", kind).load(folder, catalog)
@@ -191,12 +288,12 @@ def load_checkpoint(checkpoint: Path, catalog: SIDCatalog):
     if not checkpoint.is_dir():
         raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
     raise DeepInterestError(f"{checkpoint}: no {BACKBONE_FILE}; is this a `di train` "
-                            "checkpoint (the sft/best or sft/last folder)?")
+                            "checkpoint (the best or last folder of sft/ or rl/)?")
 
 
 def _recorded_inputs(checkpoint: Path) -> dict[str, str] | None:
     """The dataset and SIDs fingerprints a checkpoint was trained on, where recorded."""
-    for path in (checkpoint / SFT_FILE, checkpoint.parent / STAGE_MARKER,
+    for path in (checkpoint / SFT_FILE, checkpoint / RL_FILE, checkpoint.parent / STAGE_MARKER,
                  checkpoint.parent / MANIFEST):
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, AttributeError):
             found = json.loads(path.read_text("utf-8")).get("inputs")

@@ -1,0 +1,118 @@
+"""The method's ablation: what interest-enhanced SIDs and each GRPO reward add to plain SFT.
+
+    python benchmarks/bench_ablation.py --workdir runs/ablation-default --prefix default
+    python benchmarks/bench_ablation.py --config examples/beauty.toml \\
+        --workdir runs/ablation-beauty --prefix amazon-beauty
+
+Four rows, each a result record ``<prefix>-ablation-N-<slug>``, validation-selected
+and tested once:
+
+1. plain SIDs, SFT (``di run`` with the config as given, mining included);
+2. interest-enhanced SIDs (``[tokenize] interests = "mine"``, the run's own
+   interests), SFT;
+3. row 2 + GRPO with exact-hit and MiniOneRec's rank-aware rewards;
+4. row 2 + GRPO with the paper's composite (exact, valid, prefix, quality) plus
+   the interest-aware partial credit: the full method.
+
+Rows 3 and 4 start from row 2's SFT checkpoint (``rl_stage`` into their own
+folders) with the config's ``[train.rl]`` settings, and record the mean share
+of zero-variance groups over their training steps. Every row names the miner
+that produced the interests. A rerun resumes: stages that are up to date are
+skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from deepinterest.config import RewardSpec, RunConfig, load_config
+from deepinterest.layout import RunLayout
+from deepinterest.pipeline import run
+from deepinterest.results import learning_curve, record_and_print
+from deepinterest.train.stage import rl_stage
+
+ROWS = {
+    3: ("exact-rank", "GRPO, exact + rank rewards (MiniOneRec's RL)",
+        [RewardSpec(name="exact"), RewardSpec(name="rank", options={"hit_reward": 0.0})]),
+    4: ("interest-composite", "GRPO, paper composite + interest-aware (full method)",
+        [RewardSpec(name="paper"), RewardSpec(name="interest", weight=0.5)]),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, default=None, help="run config (default: defaults)")
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--prefix", required=True, help="record names start with this")
+    p.add_argument("--rl-epochs", type=int, default=None, help="override train.rl.epochs")
+    p.add_argument("--results-dir", type=Path, default=None)
+    return p.parse_args()
+
+
+def miner_names(cfg: RunConfig) -> str:
+    return " + ".join(m.label or m.backend for m in cfg.mine.miners) or "none"
+
+
+def figures_of(folder: Path, result_file: str) -> dict[str, float | int]:
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    result = json.loads((folder / result_file).read_text(encoding="utf-8"))
+    out: dict[str, float | int] = {}
+    for split in ("valid", "test"):
+        out |= {f"{split} {k}": round(v, 4) for k, v in metrics[split].items()}
+    out |= {"best epoch": result["best_epoch"], "epochs run": result["epochs_run"]}
+    steps = [h["scalars"] for h in result["history"] if h.get("scalars")]
+    if steps:
+        out["zero-variance groups"] = round(sum(s["zero_variance"] for s in steps) / len(steps), 4)
+        out["train reward"] = round(steps[-1]["reward"], 4)
+    return out
+
+
+def record(args, cfg: RunConfig, number: int, slug: str, label: str, folder: Path,
+           result_file: str, seconds: float, notes: str) -> None:
+    history = json.loads((folder / result_file).read_text(encoding="utf-8"))["history"]
+    record_and_print(
+        name=f"{args.prefix}-ablation-{number}-{slug}", dataset=args.prefix,
+        method=f"ablation {number}: {label} (interests: {miner_names(cfg)} miner)",
+        figures=figures_of(folder, result_file), seconds=seconds,
+        notes=f"{notes}; miners {miner_names(cfg)}; backbone {cfg.train.backbone} "
+        f"{cfg.train.options}", directory=args.results_dir, curve=learning_curve(history))
+
+
+def sft_row(args, cfg: RunConfig, number: int, slug: str, label: str) -> RunLayout:
+    started = time.perf_counter()
+    run(cfg, progress=True)
+    layout = RunLayout(cfg.workdir)
+    record(args, cfg, number, slug, label, layout.sft, "sft_result.json",
+           time.perf_counter() - started, f"di run into {cfg.workdir}; sft {cfg.train.sft}")
+    return layout
+
+
+def main() -> None:
+    args = parse_args()
+    base = load_config(args.config) if args.config else RunConfig()
+    plain = base.model_copy(deep=True)
+    plain.workdir = args.workdir / "plain"
+    sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT")
+    enhanced = base.model_copy(deep=True)
+    enhanced.workdir = args.workdir / "interests"
+    enhanced.tokenize.interests = "mine"
+    layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT")
+    for number, (slug, label, rewards) in ROWS.items():
+        cfg = enhanced.model_copy(deep=True)
+        cfg.train.rl.rewards = rewards
+        if args.rl_epochs is not None:
+            cfg.train.rl.epochs = args.rl_epochs
+        out = args.workdir / f"rl-{slug}"
+        started = time.perf_counter()
+        rl_stage(cfg.train, cfg.split, layout.dataset, layout.sids, layout.sft, out,
+                 interests_dir=layout.interests, evaluation=cfg.eval)
+        record(args, cfg, number, slug, f"interest-enhanced SIDs + {label}", out,
+               "rl_result.json", time.perf_counter() - started,
+               f"rl_stage from {layout.sft}/best into {out}; rl {cfg.train.rl}")
+
+
+if __name__ == "__main__":
+    main()
