@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,7 +101,8 @@ from ..evaluate import Metrics
 from ..rewards.interest_index import InterestIndex
 from . import distributed as dd
 from .loop import (BEST, EpochRecord, EpochStats, LoopSettings, Progress, Step, Task,
-                   global_batches, record_dict, run_epochs, train_epoch, write_folder)
+                   global_batches, lr_schedule, record_dict, run_epochs, train_epoch,
+                   write_folder)
 from .precision import resolve_precision
 from .rollout import as_composite, build_reward, completion_logprobs, rollout, score
 from .sft import TrainData, _evaluate, _Validation, valid_subset
@@ -306,17 +306,6 @@ def _run_epoch(parts: _Parts, epoch: int, progress: bool) -> EpochStats:
 
 # -- the trainer -----------------------------------------------------------------
 
-def _lr_lambda(cfg: GRPOConfig, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        span = max(1, total_steps - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
-    return factor
-
-
 def _reference(backbone: nn.Module, cfg: GRPOConfig) -> nn.Module | None:
     """A copy no optimizer holds; its ``requires_grad`` flags stay as the policy's, so that
     its forward runs the policy's kernels (module docstring)."""
@@ -402,7 +391,7 @@ def _parts(backbone, catalog, splits: Splits, cfg: GRPOConfig, reward, interests
                                info=info)) * cfg.epochs * cfg.num_iterations
     params = [p for p in backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, steps))
     reward = (as_composite(reward) if reward is not None else
               build_reward(cfg.rewards, catalog=catalog, interests=interests,
                            group_size=cfg.group_size))

@@ -1,4 +1,4 @@
-"""The epoch loop every trainer runs on: SFT, the SASRec baseline, GRPO next.
+"""The epoch loop every trainer runs on: SFT, GRPO and the SASRec baseline.
 
 A trainer describes what is its own in a :class:`Task` (the model, optimizer
 and scheduler whose states are checkpointed, one optimisation step, one
@@ -402,3 +402,16 @@ def record_dict(record: EpochRecord) -> dict[str, Any]:
     if not raw["scalars"]:
         del raw["scalars"]
     return raw
+
+
+def lr_schedule(cfg: Any, total_steps: int) -> Callable[[int], float]:
+    """``LambdaLR`` factor of a trainer config (``warmup_steps``, ``schedule``): linear
+    warm-up, then constant or a cosine decay to 0 at ``total_steps``."""
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        span = max(1, total_steps - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+    return factor

@@ -35,7 +35,6 @@ Design decisions:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -56,7 +55,7 @@ from . import distributed as dd
 from .generative_eval import target_ranks
 from .loop import (BEST, LAST, STATE_FILE, EpochRecord, EpochStats, LoopSettings, Progress,
                    Task, epoch_batches, global_batches, record_dict, run_epochs, train_epoch,
-                   write_folder)
+                   lr_schedule, write_folder)
 from .precision import resolve_precision
 from .threads import set_threads
 
@@ -104,21 +103,10 @@ class TrainData:
         return len(self.targets)
 
 
-def _lr_lambda(cfg: SFTConfig, total_steps: int):
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        span = max(1, total_steps - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
-    return factor
-
-
 def _optimizer(backbone: torch.nn.Module, cfg: SFTConfig, total_steps: int):
     params = [p for p in backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total_steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, total_steps))
 
 
 # -- checkpoints and one epoch ----------------------------------------------
