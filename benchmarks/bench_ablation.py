@@ -48,6 +48,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--prefix", required=True, help="record names start with this")
     p.add_argument("--rl-epochs", type=int, default=None, help="override train.rl.epochs")
+    p.add_argument("--rows", default="1,2,3,4",
+                   help="rows to run, e.g. 2,3,4 (rows 3 and 4 need row 2's folder)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="train.sft.seed and train.rl.seed (record names get -seedN)")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -74,7 +78,8 @@ def record(args, cfg: RunConfig, number: int, slug: str, label: str, folder: Pat
            result_file: str, seconds: float, notes: str) -> None:
     history = json.loads((folder / result_file).read_text(encoding="utf-8"))["history"]
     record_and_print(
-        name=f"{args.prefix}-ablation-{number}-{slug}", dataset=args.prefix,
+        name=f"{args.prefix}-ablation-{number}-{slug}"
+        + ("" if args.seed is None else f"-seed{args.seed}"), dataset=args.prefix,
         method=f"ablation {number}: {label} (interests: {miner_names(cfg)} miner)",
         figures=figures_of(folder, result_file), seconds=seconds,
         notes=f"{notes}; miners {miner_names(cfg)}; backbone {cfg.train.backbone} "
@@ -93,14 +98,22 @@ def sft_row(args, cfg: RunConfig, number: int, slug: str, label: str) -> RunLayo
 def main() -> None:
     args = parse_args()
     base = load_config(args.config) if args.config else RunConfig()
-    plain = base.model_copy(deep=True)
-    plain.workdir = args.workdir / "plain"
-    sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT")
+    if args.seed is not None:
+        base.train.sft.seed = base.train.rl.seed = args.seed
+    rows = {int(r) for r in args.rows.split(",")}
+    if 1 in rows:
+        plain = base.model_copy(deep=True)
+        plain.workdir = args.workdir / "plain"
+        sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT")
     enhanced = base.model_copy(deep=True)
     enhanced.workdir = args.workdir / "interests"
     enhanced.tokenize.interests = "mine"
-    layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT")
+    layout = RunLayout(enhanced.workdir)
+    if rows & {2, 3, 4}:  # rows 3 and 4 start from row 2's SFT (skipped when up to date)
+        layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT")
     for number, (slug, label, rewards) in ROWS.items():
+        if number not in rows:
+            continue
         cfg = enhanced.model_copy(deep=True)
         cfg.train.rl.rewards = rewards
         if args.rl_epochs is not None:
