@@ -48,6 +48,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--prefix", required=True, help="record names start with this")
     p.add_argument("--rl-epochs", type=int, default=None, help="override train.rl.epochs")
+    p.add_argument("--rl-lr", type=float, default=None, help="override train.rl.lr")
+    p.add_argument("--tag", default="", help="added to record and GRPO folder names "
+                   "(e.g. lr3e-4 for a validation sweep)")
     p.add_argument("--rows", default="1,2,3,4",
                    help="rows to run, e.g. 2,3,4 (rows 3 and 4 need row 2's folder)")
     p.add_argument("--seed", type=int, default=None,
@@ -79,19 +82,23 @@ def record(args, cfg: RunConfig, number: int, slug: str, label: str, folder: Pat
     history = json.loads((folder / result_file).read_text(encoding="utf-8"))["history"]
     record_and_print(
         name=f"{args.prefix}-ablation-{number}-{slug}"
-        + ("" if args.seed is None else f"-seed{args.seed}"), dataset=args.prefix,
+        + ("" if args.seed is None else f"-seed{args.seed}")
+        + (f"-{args.tag}" if args.tag else ""), dataset=args.prefix,
         method=f"ablation {number}: {label} (interests: {miner_names(cfg)} miner)",
         figures=figures_of(folder, result_file), seconds=seconds,
         notes=f"{notes}; miners {miner_names(cfg)}; backbone {cfg.train.backbone} "
         f"{cfg.train.options}", directory=args.results_dir, curve=learning_curve(history))
 
 
-def sft_row(args, cfg: RunConfig, number: int, slug: str, label: str) -> RunLayout:
+def sft_row(args, cfg: RunConfig, number: int, slug: str, label: str,
+            keep: bool = True) -> RunLayout:
+    """``di run`` of one SFT row (stages up to date are skipped); recorded when ``keep``."""
     started = time.perf_counter()
     run(cfg, progress=True)
     layout = RunLayout(cfg.workdir)
-    record(args, cfg, number, slug, label, layout.sft, "sft_result.json",
-           time.perf_counter() - started, f"di run into {cfg.workdir}; sft {cfg.train.sft}")
+    if keep:
+        record(args, cfg, number, slug, label, layout.sft, "sft_result.json",
+               time.perf_counter() - started, f"di run into {cfg.workdir}; sft {cfg.train.sft}")
     return layout
 
 
@@ -110,7 +117,8 @@ def main() -> None:
     enhanced.tokenize.interests = "mine"
     layout = RunLayout(enhanced.workdir)
     if rows & {2, 3, 4}:  # rows 3 and 4 start from row 2's SFT (skipped when up to date)
-        layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT")
+        layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT",
+                         keep=2 in rows)
     for number, (slug, label, rewards) in ROWS.items():
         if number not in rows:
             continue
@@ -118,7 +126,9 @@ def main() -> None:
         cfg.train.rl.rewards = rewards
         if args.rl_epochs is not None:
             cfg.train.rl.epochs = args.rl_epochs
-        out = args.workdir / f"rl-{slug}"
+        if args.rl_lr is not None:
+            cfg.train.rl.lr = args.rl_lr
+        out = args.workdir / f"rl-{slug}" if not args.tag else args.workdir / f"rl-{slug}-{args.tag}"
         started = time.perf_counter()
         rl_stage(cfg.train, cfg.split, layout.dataset, layout.sids, layout.sft, out,
                  interests_dir=layout.interests, evaluation=cfg.eval)
