@@ -8,7 +8,8 @@
 # 1. the Triton nearest-codeword kernel against the PyTorch reference and torch.cdist +
 #    argmin at 1M x 4096 x 256, and at 100k x 256 x 256;
 # 2. SFT throughput of the Beauty T5 (examples/beauty.toml) in samples/s: the loop before
-#    its speed-ups (fp32, torch dropout), each speed-up alone, and the defaults.
+#    its speed-ups (fp32, torch dropout), each speed-up alone, and the defaults;
+# 3. GRPO steps against SFT steps at the same config (histories/s, completions/s).
 # Without a CUDA GPU it says so and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +35,7 @@ di tokenize "$WORK/dataset" --out "$WORK/sids" > /dev/null
 python benchmarks/bench_sft_speed.py --config examples/beauty.toml \
   --dataset-dir "$WORK/dataset" --sids-dir "$WORK/sids" --steps 30 --repeats 3 \
   --record amazon-beauty-sft-speed-gpu
+echo "== GRPO step speed against SFT (Beauty T5)"
+python benchmarks/bench_grpo_speed.py --config examples/beauty.toml \
+  --dataset-dir "$WORK/dataset" --sids-dir "$WORK/sids" --steps 10 --repeats 3 \
+  --record amazon-beauty-grpo-speed-gpu

@@ -286,3 +286,14 @@ def test_lora_causal_lm_trains_only_adapters_and_sid_rows(tmp_path):
     after = torch.load(tmp_path / "last" / "trainer.pt", weights_only=False)["model"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("lora_" in k or "trainable_tokens" in k for k in changed)
+
+
+def test_timing_runs_the_trainer_s_own_steps_and_counts_the_epoch():
+    catalog, splits = _tiny()
+    model = _backbone(catalog)
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = _cfg(lr=1e-2)
+    step_s, steps = grpo.time_grpo_steps(model, catalog, splits, cfg, 2)
+    assert step_s > 0
+    assert steps == math.ceil(len(splits.train) / cfg.batch_size)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -421,5 +421,30 @@ def _finish(backbone, catalog, splits: Splits, cfg: GRPOConfig, out: Path, info,
     return result
 
 
+def time_grpo_steps(backbone, catalog, splits: Splits, cfg: GRPOConfig, steps: int, *,
+                    interests: InterestIndex | None = None) -> tuple[float, int]:
+    """Seconds per GRPO step over the first ``steps`` steps of epoch 1, and steps per epoch.
+
+    Runs :func:`train_grpo`'s own step (rollout, rewards, reference and policy
+    forwards, update) without validation or checkpoints, like
+    :func:`~.sft.time_train_steps` for SFT; ``backbone`` is trained by them.
+    """
+    _check(backbone, splits, cfg, None)
+    set_threads(cfg.threads)
+    info = dd.init_distributed()
+    backbone.to(info.device)
+    parts = _parts(backbone, catalog, splits, cfg, None, interests, None,
+                   SIDTrie.from_catalog(catalog), info)
+    batches = global_batches(parts.data.lengths, cfg.batch_size, seed=cfg.seed, epoch=1,
+                             info=info)
+    timed = batches[:steps]
+    start = time.perf_counter()
+    for rows in timed:
+        _train_step(parts, dd.shard(rows, info), len(rows))
+    seconds = time.perf_counter() - start
+    dd.cleanup(info)
+    return seconds / max(len(timed), 1), len(batches)
+
+
 __all__ = ["GRPOConfig", "GRPOResult", "LossTerms", "RESULT_FILE", "RL_FILE", "group_advantages",
-           "grpo_loss", "result_dict", "train_grpo", "zero_variance_share"]
+           "grpo_loss", "result_dict", "time_grpo_steps", "train_grpo", "zero_variance_share"]
