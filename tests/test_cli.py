@@ -211,3 +211,25 @@ def test_train_stage_rl_needs_a_finished_sft_of_this_run(rl_run, tmp_path):
     foreign = runner.invoke(app, args)
     assert foreign.exit_code == 2 and "another sids artifact" in foreign.output
     assert not (work / "rl").exists()
+
+
+def test_train_stage_rl_refuses_a_users_rl_folder_and_keeps_files_beside_it(rl_run, tmp_path):
+    import shutil
+
+    root, cfg, _ = rl_run
+    work = tmp_path / "w"
+    for part in ("dataset", "interests", "sids", "sft"):
+        shutil.copytree(root / "w" / part, work / part)
+    (work / "rl").mkdir()
+    (work / "rl" / "mine.txt").write_text("my results")
+    (work / "notes.txt").write_text("my notes")
+    args = ["train", "--stage", "rl", "--config", str(cfg), "--workdir", str(work)]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert [p.name for p in (work / "rl").iterdir()] == ["mine.txt"]
+    shutil.rmtree(work / "rl")
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert (work / "notes.txt").read_text() == "my notes"
+    assert {p.name for p in work.iterdir()} == {"dataset", "interests", "sids", "sft", "rl",
+                                               "notes.txt"}
