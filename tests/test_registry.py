@@ -379,14 +379,6 @@ REGISTERED = [(kind, name) for kind in registry.kinds()
               for name in sorted(registry.available(kind))]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from intra-op threads on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.parametrize("kind, name", REGISTERED, ids=[f"{k}:{n}" for k, n in REGISTERED])
 def test_registered_component_meets_its_contract(kind, name, tmp_path, one_thread):

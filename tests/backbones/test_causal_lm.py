@@ -22,6 +22,8 @@ from deepinterest.backbones.decoding import constrained_beam_search
 from deepinterest.backbones.trie import SIDTrie
 from deepinterest.errors import DeepInterestError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 WORDS = ("[PAD] [UNK] <s> </s> here is a user's purchase history , oldest first each item "
          "written as its semantic id . predict the of next will buy : answer which has title "
          "what ? with \" red blue green lipstick soap brush cream none ( )").split()
@@ -31,15 +33,6 @@ CODES = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0], [2, 0, 0], [2,
 HISTORIES = [(0, 1), (2, 3), (4,), (5, 0, 2)]
 TARGETS = torch.tensor([2, 4, 5, 1])
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small gain nothing from intra-op threads, and on a busy 2-core
-    machine two spinning threads made the overfit test 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:

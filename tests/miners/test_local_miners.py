@@ -19,13 +19,14 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 
 from deepinterest import registry
 from deepinterest.errors import ConfigError, DeepInterestError, MissingDependencyError
 from deepinterest.hub import save_tiny_random_lm, smollm2_path
 from deepinterest.miners import Interests, MineRequest, Verdicts, item_evidence, parse_answer
 from deepinterest.miners.transformers_local import END, AnswerShape
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 BEAUTY = Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon-beauty"
 
@@ -37,14 +38,6 @@ REQUESTS = [
     MineRequest("judge", "B", {"title": "Comb"}),
 ]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models gain nothing from intra-op threads on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,8 @@ from deepinterest.rewards import as_codes  # noqa: E402
 from deepinterest.train.trl_bridge import (  # noqa: E402
     REFERENCE_DIR, BeamRollout, make_grpo_trainer, prompt_dataset)
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
 WORDS = ("[PAD] [UNK] <s> </s> here is a user's purchase history , oldest first each item "
          "written as its semantic id . predict the of next will buy : answer none ( )").split()
 CODES = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 0], [2, 0, 0], [2, 0, 1]])
@@ -38,13 +40,6 @@ SEQUENCES = [("u0", [0, 1, 2, 3, 4]), ("u1", [5, 4, 3, 2, 1]), ("u2", [2, 0, 4, 
              ("u3", [3, 5, 1, 0, 2])]
 G = 4
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_backbone(**options) -> CausalLMBackbone:

@@ -91,7 +91,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ..artifacts import atomic_write_text
 from ..backbones.base import HistoryBatch
 from ..backbones.trie import SIDTrie
 from ..config import EvalConfig, GRPOConfig
@@ -101,7 +100,7 @@ from ..evaluate import Metrics
 from ..rewards.interest_index import InterestIndex
 from . import distributed as dd
 from .loop import (BEST, EpochRecord, EpochStats, LoopSettings, Progress, Step, Task,
-                   global_batches, lr_schedule, record_dict, run_epochs, train_epoch,
+                   global_batches, lr_schedule, record_dict, run_epochs, train_epoch, write_test,
                    write_folder)
 from .precision import resolve_precision
 from .rollout import as_composite, build_reward, completion_logprobs, rollout, score
@@ -412,12 +411,7 @@ def _finish(backbone, catalog, splits: Splits, cfg: GRPOConfig, out: Path, info,
     result = GRPOResult(prog.best_epoch, prog.epoch, start_valid, valid, test, prog.history,
                         time.perf_counter() - started, out / BEST, prog.stopped,
                         resolve_precision(cfg.precision, info.device))
-    if info.main:
-        meta = json.loads((out / BEST / RL_FILE).read_text(encoding="utf-8"))
-        meta["test"] = dict(test.values)
-        atomic_write_text(out / BEST / RL_FILE, json.dumps(meta, indent=2) + "\n")
-        atomic_write_text(out / RESULT_FILE, json.dumps(result_dict(result), indent=2) + "\n")
-    dd.barrier(info)
+    write_test(out, RL_FILE, RESULT_FILE, dict(test.values), result_dict(result), info)
     return result
 
 

@@ -52,6 +52,7 @@ saved), and ``evaluate`` returns the same metrics on every rank.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -66,7 +67,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from ..artifacts import atomic_dir
+from ..artifacts import atomic_dir, atomic_write_text
 from ..errors import DeepInterestError
 from ..evaluate import Metrics
 from . import distributed as dd
@@ -415,3 +416,16 @@ def lr_schedule(cfg: Any, total_steps: int) -> Callable[[int], float]:
         span = max(1, total_steps - cfg.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
     return factor
+
+
+def write_test(out: Path, meta_file: str, result_file: str, test: dict[str, float],
+               summary: dict[str, Any], info: dd.DistInfo) -> None:
+    """After a trainer's final test: add ``test`` to ``best/<meta_file>`` and write the run's
+    ``summary`` as ``<result_file>`` (rank 0, atomically; every rank waits)."""
+    if info.main:
+        meta_path = out / BEST / meta_file
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["test"] = test
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(out / result_file, json.dumps(summary, indent=2) + "\n")
+    dd.barrier(info)

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import atomic_write_text
 from ..config import EvalConfig, SFTConfig
 from ..backbones.base import GenerativeBackbone, pad_histories
 from ..backbones.trie import SIDTrie
@@ -55,7 +54,7 @@ from . import distributed as dd
 from .generative_eval import target_ranks
 from .loop import (BEST, LAST, STATE_FILE, EpochRecord, EpochStats, LoopSettings, Progress,
                    Task, epoch_batches, global_batches, record_dict, run_epochs, train_epoch,
-                   lr_schedule, write_folder)
+                   lr_schedule, write_folder, write_test)
 from .precision import resolve_precision
 from .threads import set_threads
 
@@ -281,12 +280,7 @@ def _finish(backbone, catalog, splits, cfg, out, info, prog: Progress, started,
     result = SFTResult(prog.best_epoch, prog.epoch, Metrics(valid_users, prog.best_valid), test,
                        prog.history, time.perf_counter() - started, out / BEST, prog.stopped,
                        resolve_precision(cfg.precision, info.device))
-    if info.main:
-        meta = json.loads((out / BEST / SFT_FILE).read_text(encoding="utf-8"))
-        meta["test"] = dict(test.values)
-        atomic_write_text(out / BEST / SFT_FILE, json.dumps(meta, indent=2) + "\n")
-        atomic_write_text(out / RESULT_FILE, json.dumps(result_dict(result), indent=2) + "\n")
-    dd.barrier(info)
+    write_test(out, SFT_FILE, RESULT_FILE, dict(test.values), result_dict(result), info)
     return result
 
 
