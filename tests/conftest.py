@@ -18,3 +18,38 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# A run small enough for the whole chain in seconds: 120 items, 150 users, a 2-level
+# 8-code tokenizer and a one-layer T5 trained for two epochs.
+TINY_RUN = """
+workdir = "{work}"
+[data.synthetic]
+n_items = 120
+n_users = 150
+[tokenize]
+levels = 2
+codebook_size = 8
+cache_dir = "{cache}"
+[train]
+backbone = "t5"
+options = {{ d_model = 32, encoder_layers = 1, decoder_layers = 1, heads = 2, d_kv = 16, d_ff = 64 }}
+[train.sft]
+epochs = 2
+batch_size = 64
+warmup_steps = 0
+eval_users = 40
+threads = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(root)`` writes ``root/tiny.toml`` (workdir ``root/work``) and returns it."""
+
+    def write(root):
+        path = root / "tiny.toml"
+        path.write_text(TINY_RUN.format(work=root / "work", cache=root / "cache"))
+        return path
+
+    return write

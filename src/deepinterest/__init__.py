@@ -1,20 +1,77 @@
 """deepinterest: generative recommendation with LLM-mined deep interests.
 
 The package is a pipeline of stages that meet only through artifact folders on
-disk (see ``docs/pipeline.md``)::
+disk (see ``docs/pipeline.md``)
 
     dataset -> interests -> sids -> sft checkpoint -> rl checkpoint -> eval
 
-Heavy optional dependencies (sentence-transformers, faiss, triton, openai, ...)
-are imported lazily inside the modules that need them, so ``import
+The names below are the public surface; every ``di`` command is one of these
+calls
+
+    import deepinterest as di
+
+    result = di.run("examples/default.toml")      # the whole chain
+    model = di.load_recommender("examples/default.toml")
+    print(model.recommend("u1", k=5))
+
+    di.create("quantizers", "rkmeans", levels=3)  # any registered component
+
+Stages one at a time: ``prepare_data``, ``mine_interests``,
+``tokenize_items``, ``train_sft``, ``train_rl``,
+``evaluate_run``. Components register through entry points
+(``available``, ``create``), so a plugin package adds a miner,
+quantizer, backbone or reward without touching this one. Submodules not
+listed in ``__all__`` are internal and may change between releases.
+
+Heavy optional dependencies (torch, sentence-transformers, faiss, triton,
+openai, ...) are imported inside the calls that need them, so ``import
 deepinterest`` stays cheap.
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
+
+from .api import (
+    Recommendation,
+    Recommender,
+    as_config,
+    evaluate_run,
+    load_recommender,
+    merge_shards,
+    mine_interests,
+    mining_report,
+    prepare_data,
+    read_dataset,
+    read_metrics,
+    recommend,
+    run,
+    tokenize_items,
+    train_rl,
+    train_sft,
+)
+from .artifacts import RunResult, StageResult
+from .config import RunConfig, load_config, save_config
+from .data.model import Dataset, load_dataset
+from .errors import DeepInterestError
+from .registry import available, create, kinds
 
 try:
     __version__ = _version("deepinterest")
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__"]
+__all__ = [
+    # configs
+    "RunConfig", "load_config", "save_config", "as_config",
+    # the chain and its stages
+    "run", "prepare_data", "mine_interests", "mining_report", "merge_shards",
+    "tokenize_items", "train_sft", "train_rl", "evaluate_run", "read_metrics",
+    # data
+    "Dataset", "load_dataset", "read_dataset",
+    # serving
+    "Recommender", "Recommendation", "load_recommender", "recommend",
+    # components by name
+    "kinds", "available", "create",
+    # result types and errors
+    "StageResult", "RunResult", "DeepInterestError",
+    "__version__",
+]

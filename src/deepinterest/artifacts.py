@@ -56,6 +56,16 @@ class StageResult:
     counts: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RunResult:
+    """What a run of the chain did: its ``workdir``, each stage's result in order, and the
+    method's stages this release does not run (``missing``, empty when the chain is whole)."""
+
+    workdir: Path
+    stages: list[StageResult] = field(default_factory=list)
+    missing: tuple[str, ...] = ()
+
+
 def _temp_sibling(final: Path, make: Callable[[Path], Any]) -> tuple[Path, Any]:
     """A new ``.NAME.tmp-PID-RANDOM`` beside ``final``, created by ``make`` (which fails if
     it exists). The pid lets :func:`sweep_stale` tell a dead writer's leftovers; creating

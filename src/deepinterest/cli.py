@@ -84,9 +84,9 @@ def data_prepare(
                                "that is not a dataset artifact"),
 ) -> None:
     """Read a dataset in any supported format and write the canonical artifact."""
-    from .data.prepare import prepare_dataset
+    from .api import prepare_data
 
-    result = prepare_dataset(_data_config(source, format, items, kcore), out, force=force)
+    result = prepare_data(_data_config(source, format, items, kcore), out, force=force)
     state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
     typer.echo(f"dataset {result.path}: {state} {result.counts or ''}".rstrip())
 
@@ -100,15 +100,9 @@ def data_stats(
     kcore: Optional[int] = _override(DataConfig, "kcore", min=0),
 ) -> None:
     """Print users, items, interactions and sequence-length statistics."""
-    from .data.model import INFO_FILE, load_dataset
-    from .data.prepare import read_source, resolve_source
+    from .api import read_dataset
 
-    if (Path(source) / INFO_FILE).is_file():
-        dataset = load_dataset(source)
-    else:
-        cfg = _data_config(source, format, items, kcore)
-        src = resolve_source(cfg.source, format=cfg.format, side=cfg.items)
-        dataset = read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
+    dataset = read_dataset(source, format=format or "auto", items=items, kcore=kcore)
     s = dataset.stats()
     typer.echo(f"dataset       {dataset.name}")
     typer.echo(f"users         {s.users}")
@@ -141,11 +135,9 @@ def tokenize_cmd(
 ) -> None:
     """Embed item texts (with mined interests, given --interests) and quantize them into
     collision-free semantic IDs."""
-    from .config import RunConfig, load_config
-    from .tokenizers.interests import resolve_interests
-    from .tokenizers.stage import tokenize_items
+    from .api import as_config, tokenize_items
 
-    cfg = (load_config(config) if config else RunConfig()).tokenize
+    cfg = as_config(config).tokenize
     overrides = {"quantizer": quantizer, "levels": levels, "codebook_size": codebook_size,
                  "balanced_last_level": balanced, "interests": interests,
                  "interest_mode": interest_mode, "interest_labels": interest_labels,
@@ -153,18 +145,17 @@ def tokenize_cmd(
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
-    # 'mine': the interests folder of the run the dataset belongs to (its sibling)
-    cfg.interests = resolve_interests(cfg.interests, RunLayout(dataset.parent).interests)
-    result = tokenize_items(cfg, dataset, out, force=force)
+    # 'mine' names the interests folder of the run the dataset belongs to (its sibling)
+    result = tokenize_items(dataset, out, cfg, force=force)
     state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
     typer.echo(f"sids {result.path}: {state}")
     typer.echo((out / "stats.json").read_text(encoding="utf-8").strip())
 
 
 def _run_config(config: Optional[Path], workdir: Optional[str]):
-    from .config import RunConfig, load_config
+    from .api import as_config
 
-    cfg = load_config(config) if config else RunConfig()
+    cfg = as_config(config)
     if workdir is not None:  # a str, so that an empty value is seen (Path("") is ".")
         cfg.workdir = workdir
     return cfg
@@ -196,14 +187,13 @@ def mine_cmd(
                                "that is not an interests artifact"),
 ) -> None:
     """Ask miners why people buy each item; write the interests artifact (or print a report)."""
-    from .miners.report import format_report
-    from .miners.stage import mine_stage
+    from .api import mine_interests, mining_report
 
     args = list(args or [])
     if args[:1] == ["report"]:
         if len(args) != 2:
             raise DeepInterestError("usage: di mine report DIR")
-        typer.echo(format_report(Path(args[1])))
+        typer.echo(mining_report(args[1]))
         return
     if args[:1] == ["merge"]:
         _merge(args[1:], out, force)
@@ -214,27 +204,27 @@ def mine_cmd(
     if shard is not None:
         cfg.shard = shard
     dataset = _dataset_for(args[0] if args else "default", out.parent / "dataset")
-    result = mine_stage(cfg, dataset, out, force=force)
+    result = mine_interests(dataset, out, cfg, force=force)
     state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
     typer.echo(f"interests {result.path}: {state} {result.counts or ''}".rstrip())
-    typer.echo(format_report(result.path))
+    typer.echo(mining_report(result.path))
 
 
 def _merge(args: list[str], out: Path, force: bool) -> None:
-    from .miners.report import format_report
-    from .miners.shards import merge_shards
+    from .api import merge_shards, mining_report
 
     if len(args) < 2:
         raise DeepInterestError("usage: di mine merge DATASET SHARD_DIR... --out DIR")
-    result = merge_shards(args[1:], args[0], out, force=force)
+    result = merge_shards(args[0], args[1:], out, force=force)
     typer.echo(f"interests {result.path}: merged {len(args) - 1} shards {result.counts}")
-    typer.echo(format_report(result.path))
+    typer.echo(mining_report(result.path))
 
 
 def _mine_config(config, backend, model, base_url, limit, budget):
-    from .config import MinerSpec, RunConfig, load_config
+    from .api import as_config
+    from .config import MinerSpec
 
-    cfg = (load_config(config) if config else RunConfig()).mine
+    cfg = as_config(config).mine
     if backend is not None or model is not None or base_url is not None:
         spec = MinerSpec(backend=backend) if backend else cfg.miners[0]
         options = dict(spec.options)
@@ -249,12 +239,12 @@ def _mine_config(config, backend, model, base_url, limit, budget):
 
 def _dataset_for(source: str, prepared: Path) -> Path:
     """``source`` when it is a dataset artifact, else the artifact prepared from it."""
+    from .api import prepare_data
     from .data.model import INFO_FILE
-    from .data.prepare import prepare_dataset
 
     if (Path(source) / INFO_FILE).is_file():
         return Path(source)
-    result = prepare_dataset(DataConfig(source=source), prepared)
+    result = prepare_data(DataConfig(source=source), prepared)
     typer.echo(f"dataset {result.path}: {'up to date' if result.skipped else 'written'}")
     return result.path
 
@@ -274,8 +264,7 @@ def train_cmd(
                                "training folder"),
 ) -> None:
     """Train the generative backbone on the run's SIDs: SFT, then GRPO (--stage rl)."""
-    from .pipeline import run_interests
-    from .train.stage import rl_stage, train_stage
+    from .api import train_rl, train_sft
 
     if stage not in ("sft", "rl"):
         raise DeepInterestError(f"training stage {stage!r} is not available; use --stage sft "
@@ -285,14 +274,7 @@ def train_cmd(
         cfg.train.backbone = backbone
     if epochs is not None:
         (cfg.train.sft if stage == "sft" else cfg.train.rl).epochs = epochs
-    run = RunLayout(cfg.workdir)
-    if stage == "sft":
-        result = train_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft,
-                             evaluation=cfg.eval, force=force)
-    else:
-        result = rl_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft, run.rl,
-                          interests_dir=run_interests(cfg, run), evaluation=cfg.eval,
-                          force=force)
+    result = (train_sft if stage == "sft" else train_rl)(cfg, force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
         return
     state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"
@@ -314,14 +296,12 @@ def eval_cmd(
     beam: Optional[int] = _override(EvalConfig, "beam"),
 ) -> None:
     """HR@5/10 and NDCG@5/10 of a checkpoint on validation and test (writes <workdir>/eval)."""
-    from .train.stage import eval_stage
+    from .api import evaluate_run
 
     cfg = _run_config(config, workdir)
     if beam is not None:
         cfg.eval.beam = beam
-    run = RunLayout(cfg.workdir)
-    result = eval_stage(cfg.eval, cfg.split, run.dataset, run.sids,
-                        checkpoint or run.final_checkpoint(cfg.train.rl.enabled), run.eval)
+    result = evaluate_run(cfg, checkpoint=checkpoint)
     _print_metrics(result.path / "metrics.json")
 
 
@@ -335,17 +315,13 @@ def recommend_cmd(
     checkpoint: Optional[Path] = _CHECKPOINT,
 ) -> None:
     """Top-K next items for a user, with titles and scores (log-probabilities)."""
-    from .train.stage import recommend_for_user
+    from .api import recommend
 
     cfg = _run_config(config, workdir)
-    run = RunLayout(cfg.workdir)
-    rows = recommend_for_user(user, run.dataset, run.sids,
-                              checkpoint or run.final_checkpoint(cfg.train.rl.enabled),
-                              k=k, beam=max(cfg.eval.beam, k), max_history=cfg.split.max_history)
-    for row in rows:
-        sid = "-".join(str(c) for c in row["sid"])
-        typer.echo(f"{row['rank']:>3}  {row['score']:8.3f}  {row['item']:<12} {sid:<16} "
-                   f"{row['title'][:70]}")
+    for row in recommend(user, cfg, k=k, checkpoint=checkpoint):
+        sid = "-".join(str(c) for c in row.sid)
+        typer.echo(f"{row.rank:>3}  {row.score:8.3f}  {row.item:<12} {sid:<16} "
+                   f"{row.title[:70]}")
 
 
 @app.command("run")
@@ -355,7 +331,7 @@ def run_cmd(
     workdir: Optional[str] = typer.Option(None, help="override the config's workdir"),
 ) -> None:
     """Run the whole chain (default: the embedded dataset) and report each stage."""
-    from .pipeline import run
+    from .api import run
 
     cfg = _run_config(config, workdir)
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import (
+    RunResult,
     Stage,
     StageResult,
     artifact_fingerprint,
@@ -38,13 +38,6 @@ from .train.stage import eval_stage, rl_stage, train_stage
 
 # Stages of the method that this release does not run yet, in chain order.
 PLANNED_STAGES: tuple[str, ...] = ()
-
-
-@dataclass
-class RunResult:
-    workdir: Path
-    stages: list[StageResult] = field(default_factory=list)
-    missing: tuple[str, ...] = PLANNED_STAGES
 
 
 def evaluate_popularity(cfg: RunConfig, dataset_dir: Path, out: Path) -> StageResult:
@@ -90,7 +83,7 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
     with stage_lock(layout.root):
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, layout.config, header=_CONFIG_HEADER)
-        result = RunResult(layout.root)
+        result = RunResult(layout.root, missing=PLANNED_STAGES)
         for step in STEPS:
             stage = step(cfg, layout, progress)
             if stage is None:  # a stage the config turned off

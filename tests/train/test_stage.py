@@ -7,32 +7,11 @@ from deepinterest.cli import app
 
 runner = CliRunner()
 
-TINY = """
-workdir = "{work}"
-[data.synthetic]
-n_items = 120
-n_users = 150
-[tokenize]
-levels = 2
-codebook_size = 8
-cache_dir = "{cache}"
-[train]
-backbone = "t5"
-options = {{ d_model = 32, encoder_layers = 1, decoder_layers = 1, heads = 2, d_kv = 16, d_ff = 64 }}
-[train.sft]
-epochs = 2
-batch_size = 64
-warmup_steps = 0
-eval_users = 40
-threads = 1
-"""
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, tiny_config):
     root = tmp_path_factory.mktemp("chain")
-    cfg = root / "tiny.toml"
-    cfg.write_text(TINY.format(work=root / "work", cache=root / "cache"))
+    cfg = tiny_config(root)
     result = runner.invoke(app, ["run", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     return root, cfg, result.output

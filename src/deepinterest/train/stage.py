@@ -357,29 +357,3 @@ def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Pat
         return {"test_users": metrics["test"].users}
 
     return run_stage(Stage("eval", out, config, inputs, force), build)
-
-
-def recommend_for_user(user_id: str, dataset_dir: str | Path, sids_dir: str | Path,
-                       checkpoint: str | Path, *, k: int = 10, beam: int = 20,
-                       max_history: int = 20) -> list[dict[str, Any]]:
-    """Top-``k`` next items for a known user from their whole history (``di recommend``)."""
-    from .generative_eval import recommend
-
-    if not 1 <= k <= beam:
-        raise DeepInterestError(f"k must be between 1 and the beam width ({beam}); got {k}")
-    dataset_dir, sids_dir, checkpoint = Path(dataset_dir), Path(sids_dir), Path(checkpoint)
-    dataset = load_dataset(dataset_dir)
-    users = {u.id: n for n, u in enumerate(dataset.users)}
-    if user_id not in users:
-        raise DeepInterestError(f"unknown user {user_id!r} in {dataset_dir}")
-    check_provenance(checkpoint, dataset_dir, sids_dir)
-    catalog = load_catalog(dataset, sids_dir)
-    backbone = load_checkpoint(checkpoint, catalog)
-    row = users[user_id]
-    recs = recommend(backbone, catalog, [dataset.users[row].items], users=[row], beam=beam,
-                     topk=k, max_history=max_history)
-    return [{"rank": r + 1, "item": dataset.items[i].id,
-             "title": dataset.items[i].fields.get("title", ""), "score": float(s),
-             "sid": catalog.sids[i].tolist()}
-            for r, (i, s) in enumerate(zip(recs.items[0].tolist(), recs.scores[0].tolist()))
-            if i >= 0]
