@@ -1,12 +1,12 @@
 """deepinterest: generative recommendation with LLM-mined deep interests.
 
 The package is a pipeline of stages that meet only through artifact folders on
-disk (see ``docs/pipeline.md``)
+disk (see ``docs/pipeline.md``):
 
     dataset -> interests -> sids -> sft checkpoint -> rl checkpoint -> eval
 
 The names below are the public surface; every ``di`` command is one of these
-calls
+calls:
 
     import deepinterest as di
 

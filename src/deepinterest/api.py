@@ -1,7 +1,7 @@
 """The public Python API: one call per stage, the whole chain, and serving.
 
 Every ``di`` command is one of these calls, so a pipeline of your own can run
-any stage exactly as the command line does
+any stage exactly as the command line does:
 
     import deepinterest as di
 
