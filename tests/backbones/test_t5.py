@@ -237,3 +237,15 @@ def test_codebook_init_makes_item_inputs_a_projection_of_their_reconstructions()
     torch.testing.assert_close(level0.pow(2).mean(), torch.tensor(1.0))  # T5's init scale
     with pytest.raises(DeepInterestError, match="do not match"):
         model.init_code_embeddings([torch.zeros(5, 8)])
+
+
+def test_label_smoothing_mixes_the_target_nll_with_the_mean_over_the_vocabulary():
+    plain, smooth = _backbone(), _backbone(label_smoothing=0.2)
+    batch, targets = _batch(), torch.tensor([4, 9, 0])
+    logp = F.log_softmax(plain.teacher_logits(batch, targets).float(), -1)
+    nll = -logp.gather(-1, plain.target_tokens(targets).unsqueeze(-1)).mean()
+    spread = -logp.mean(-1).mean()
+    torch.testing.assert_close(plain.loss(batch, targets), nll)
+    torch.testing.assert_close(smooth.loss(batch, targets), 0.8 * nll + 0.2 * spread)
+    with pytest.raises(DeepInterestError, match="label_smoothing"):
+        _backbone(label_smoothing=1.0)

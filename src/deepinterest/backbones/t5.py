@@ -93,6 +93,7 @@ class T5Backbone(nn.Module):
         user_buckets: int = 0,
         id_embedding: bool = False,
         packed_dropout: bool = True,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         from transformers import T5Config, T5ForConditionalGeneration
@@ -101,7 +102,10 @@ class T5Backbone(nn.Module):
         self.options = dict(d_model=d_model, encoder_layers=encoder_layers,
                             decoder_layers=decoder_layers, heads=heads, d_kv=d_kv, d_ff=d_ff,
                             dropout=dropout, user_buckets=user_buckets,
-                            id_embedding=id_embedding, packed_dropout=packed_dropout)
+                            id_embedding=id_embedding, packed_dropout=packed_dropout,
+                            label_smoothing=label_smoothing)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise DeepInterestError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         config = T5Config(
             vocab_size=catalog.vocab_size, d_model=d_model, d_kv=d_kv, d_ff=d_ff,
             num_layers=encoder_layers, num_decoder_layers=decoder_layers, num_heads=heads,
@@ -218,10 +222,12 @@ class T5Backbone(nn.Module):
         return logp.squeeze(-1).reshape(*targets.shape, -1)
 
     def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the P target SID tokens, full vocabulary."""
+        """Mean cross-entropy over the P target SID tokens, full vocabulary (with
+        ``label_smoothing`` = e: (1 - e) on the target token, e spread over the vocabulary)."""
         logits = self.teacher_logits(batch, targets)
         labels = self.target_tokens(targets)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               label_smoothing=self.options["label_smoothing"])
 
     def start(self, batch: HistoryBatch) -> T5State:
         state = self.encode(batch)
