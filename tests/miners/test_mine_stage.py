@@ -137,6 +137,12 @@ def test_di_mine_cli_and_report(tmp_path):
     assert bad.exit_code == 2 and "report.json" in bad.output
 
 
+def test_an_answer_cache_path_is_not_handed_to_the_embedding_miners_cache_flag(tmp_path):
+    cfg = MineConfig(miners=[{"backend": "embedding"}], cache=tmp_path / "answers.sqlite")
+    result = mine_stage(cfg, _dataset(tmp_path), tmp_path / "interests", progress=False)
+    assert result.counts["items"] > 0
+
+
 def test_shards_merge_into_what_one_run_writes(tmp_path):
     dataset = _dataset(tmp_path)
     whole = mine_stage(_config(), dataset, tmp_path / "whole", progress=False)

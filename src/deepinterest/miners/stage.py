@@ -69,6 +69,13 @@ def _takes(factory: Any, name: str) -> str | None:
     return next((f for f in (name, f"{name}_usd", f"{name}_path") if f in fields), None)
 
 
+def _fits(factory: Any, key: str, value: Any) -> bool:
+    """False when the backend's option ``key`` is a flag and ``value`` is not: the embedding
+    miner's ``cache`` switches its embedding cache on and off, it is not the answers' path."""
+    fields = getattr(getattr(factory, "Options", None), "model_fields", {})
+    return not (key in fields and fields[key].annotation is bool and not isinstance(value, bool))
+
+
 def _build_miner(spec, cfg, spent: float, progress: bool = False):
     """The miner of ``spec``, with the stage's cache, remaining budget and progress bar where
     it takes them (options the config sets win)."""
@@ -78,7 +85,7 @@ def _build_miner(spec, cfg, spent: float, progress: bool = False):
                         ("budget", None if cfg.budget is None else max(cfg.budget - spent, 0.0)),
                         ("progress", progress or None)):
         key = _takes(factory, name)
-        if value is not None and key and key not in options:
+        if value is not None and key and key not in options and _fits(factory, key, value):
             options[key] = value
     return registry.create("miners", spec.backend, **options)
 
