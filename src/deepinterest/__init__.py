@@ -20,8 +20,12 @@ Stages one at a time: ``prepare_data``, ``mine_interests``,
 ``tokenize_items``, ``train_sft``, ``train_rl``,
 ``evaluate_run``. Components register through entry points
 (``available``, ``create``), so a plugin package adds a miner,
-quantizer, backbone or reward without touching this one. Submodules not
-listed in ``__all__`` are internal and may change between releases.
+quantizer, backbone or reward without touching this one. Besides the names
+in ``__all__``, the contracts a plugin implements are public:
+``deepinterest.config``, ``miners.base``, ``encoders.base``,
+``tokenizers.base``, ``backbones.base``, ``rewards.base`` (the API reference
+documents them); other submodules are internal and may change between
+releases.
 
 Heavy optional dependencies (torch, sentence-transformers, faiss, triton,
 openai, ...) are imported inside the calls that need them, so ``import
