@@ -87,3 +87,18 @@ def test_docs_site_builds_strict_without_warnings(tmp_path):
     names = [n for n in exported_names() if not n.startswith("_")]
     undocumented = [n for n in names if f'id="deepinterest.{n}"' not in reference]
     assert not undocumented, f"exported but not in the API reference: {undocumented}"
+    # docs/rst_roles.py turned every Sphinx role into inline code
+    leftover = [p for p in pages if p.startswith("reference/") and re.search(
+        r":(func|class|meth|mod|data):`", built_path(site, p, directory_urls).read_text())]
+    assert not leftover, f"Sphinx roles rendered literally in {leftover}"
+
+
+def test_rst_roles_become_inline_code():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        pytest.importorskip("griffe")
+        from rst_roles import markdown_of
+    finally:
+        sys.path.pop(0)
+    text = "See :func:`~deepinterest.api.run` and :class:`RunConfig`::\n\n    code"
+    assert markdown_of(text) == "See `run` and `RunConfig`:\n\n    code"
