@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -208,16 +209,40 @@ SUMMARY_KEYS = ("test hr@5", "test ndcg@5", "test hr@10", "test ndcg@10")
 
 
 def _summary(records: list[ResultRecord]) -> list[str]:
-    """One row per record that reports test ranking metrics."""
-    rows = [r for r in records if all(k in r.figures for k in SUMMARY_KEYS)]
+    """One row per record that reports test ranking metrics (ablation rows have their own
+    table, :func:`_ablation`)."""
+    rows = [r for r in records if all(k in r.figures for k in SUMMARY_KEYS)
+            and not ABLATION_ROW.search(r.name)]
     if not rows:
         return []
     head = "| method | " + " | ".join(k.removeprefix("test ").upper() for k in SUMMARY_KEYS)
-    lines = [head + " | wall time |", "|---|" + "---|" * (len(SUMMARY_KEYS) + 1)]
+    lines = [head + " | wall time | record |", "|---|" + "---|" * (len(SUMMARY_KEYS) + 2)]
     for r in rows:
         cells = " | ".join(f"{r.figures[k]:.4f}" for k in SUMMARY_KEYS)
-        lines.append(f"| {r.method} | {cells} | {r.seconds:.0f} s |")
+        lines.append(f"| {r.method} | {cells} | {r.seconds:.0f} s | {r.name} |")
     return ["Test metrics at a glance:", ""] + lines + [""]
+
+
+# Records named <dataset>-ablation-<row>-<slug>[-<tag>] (benchmarks/bench_ablation.py).
+ABLATION_ROW = re.compile(r"-ablation-(\d+)-")
+ABLATION_KEYS = ("valid ndcg@10",) + SUMMARY_KEYS + ("zero-variance groups",)
+
+
+def _ablation(records: list[ResultRecord]) -> list[str]:
+    """The method's ablation in one table: a row per record, ordered by ablation row."""
+    rows = sorted((r for r in records if ABLATION_ROW.search(r.name)),
+                  key=lambda r: (int(ABLATION_ROW.search(r.name).group(1)), r.name))
+    if not rows:
+        return []
+    head = ["row", "record", "valid NDCG@10", "HR@5", "NDCG@5", "HR@10", "NDCG@10",
+            "zero-variance groups", "wall time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r.figures[k]:.4f}" if k in r.figures else "" for k in ABLATION_KEYS]
+        lines.append(f"| {ABLATION_ROW.search(r.name).group(1)} | {r.name} | "
+                     + " | ".join(cells) + f" | {r.seconds:.0f} s |")
+    return ["The method's ablation (validation-selected, test reported; commands and "
+            "miners in each record below):", ""] + lines + [""]
 
 
 def render_page(records: list[ResultRecord], *, preamble: str = "",
@@ -230,7 +255,7 @@ def render_page(records: list[ResultRecord], *, preamble: str = "",
         lines += [preamble.strip(), ""]
     for dataset in sorted({r.dataset for r in records}):
         section = [r for r in records if r.dataset == dataset]
-        lines += [f"## {dataset}", ""] + _summary(section)
+        lines += [f"## {dataset}", ""] + _summary(section) + _ablation(section)
         if plots and dataset in plots:
             lines += [f"![validation NDCG@10 against training minutes, {dataset}]"
                       f"({plots[dataset]})", ""]
