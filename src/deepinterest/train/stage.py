@@ -143,20 +143,43 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
         dd.cleanup(info)
 
 
-def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, out: Path,
-           config: dict, inputs: dict, info, progress: bool) -> StageResult:
-    from .sft import train_sft
-
+def _open_run(stage: str, split_cfg, dataset_dir: Path, sids_dir: Path, out: Path,
+              config: dict, inputs: dict, info):
+    """A training stage's start once it holds ``out``: ``None`` when another process
+    finished it first, else (dataset, catalog, splits) with the folder started for it."""
     if is_up_to_date(out, config=config, inputs=inputs):  # finished before we took the lock
-        return StageResult(SFT_STAGE, out, True, 0.0, {})
-    start = time.perf_counter()
+        return None
     dataset = load_dataset(dataset_dir)
     catalog = load_catalog(dataset, sids_dir)
     splits = leave_one_out(dataset, max_history=split_cfg.max_history)
     if info.main:
-        _start_folder(out, {"stage": SFT_STAGE, "config": fingerprint_value(config),
+        _start_folder(out, {"stage": stage, "config": fingerprint_value(config),
                             "inputs": inputs})
     dd.barrier(info)
+    return dataset, catalog, splits
+
+
+def _close_run(stage: str, out: Path, result, model: str, counts: dict, config: dict,
+               inputs: dict, info, start: float) -> StageResult:
+    """Rank 0 writes the stage's metrics.json and, last, its manifest; all ranks wait."""
+    if info.main:
+        write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
+                      model=model, best_epoch=result.best_epoch, epochs_run=result.epochs_run)
+        write_manifest(out, stage=stage, config=config, inputs=inputs, counts=counts,
+                       seconds=time.perf_counter() - start)
+    dd.barrier(info)
+    return StageResult(stage, out, False, time.perf_counter() - start, counts)
+
+
+def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, out: Path,
+           config: dict, inputs: dict, info, progress: bool) -> StageResult:
+    from .sft import train_sft
+
+    start = time.perf_counter()
+    opened = _open_run(SFT_STAGE, split_cfg, dataset_dir, sids_dir, out, config, inputs, info)
+    if opened is None:
+        return StageResult(SFT_STAGE, out, True, 0.0, {})
+    _, catalog, splits = opened
     torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
     backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
     if train_cfg.init_from_codebooks:
@@ -167,14 +190,8 @@ def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, 
                        evaluation=evaluation, provenance=inputs, restart_mismatched=True)
     counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
               "test_ndcg@10": round(result.test.values.get("ndcg@10", float("nan")), 4)}
-    if info.main:
-        write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
-                      model=train_cfg.backbone, best_epoch=result.best_epoch,
-                      epochs_run=result.epochs_run)
-        write_manifest(out, stage=SFT_STAGE, config=config, inputs=inputs, counts=counts,
-                       seconds=time.perf_counter() - start)
-    dd.barrier(info)
-    return StageResult(SFT_STAGE, out, False, time.perf_counter() - start, counts)
+    return _close_run(SFT_STAGE, out, result, train_cfg.backbone, counts, config, inputs, info,
+                      start)
 
 
 def rl_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
@@ -233,35 +250,25 @@ def _train_rl(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Pat
     from ..rewards.interest_index import InterestIndex
     from .grpo import train_grpo
 
-    if is_up_to_date(out, config=config, inputs=inputs):  # finished before we took the lock
-        return StageResult(RL_STAGE, out, True, 0.0, {})
     start = time.perf_counter()
-    dataset = load_dataset(dataset_dir)
-    catalog = load_catalog(dataset, sids_dir)
-    splits = leave_one_out(dataset, max_history=split_cfg.max_history)
+    opened = _open_run(RL_STAGE, split_cfg, dataset_dir, sids_dir, out, config, inputs, info)
+    if opened is None:
+        return StageResult(RL_STAGE, out, True, 0.0, {})
+    dataset, catalog, splits = opened
     interests = (InterestIndex.from_artifact(interests_dir, catalog)
                  if interests_dir is not None else None)
-    if info.main:
-        _start_folder(out, {"stage": RL_STAGE, "config": fingerprint_value(config),
-                            "inputs": inputs})
-    dd.barrier(info)
     backbone = load_checkpoint(checkpoint, catalog)
     result = train_grpo(backbone, catalog, splits, train_cfg.rl, out, interests=interests,
                         user_ids=[u.id for u in dataset.users], progress=progress,
                         evaluation=evaluation, provenance=inputs, restart_mismatched=True)
+
     def ndcg(metrics) -> float:
         return round(metrics.values.get("ndcg@10", float("nan")), 4)
 
     counts = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
               "start_valid_ndcg@10": ndcg(result.start_valid), "test_ndcg@10": ndcg(result.test)}
-    if info.main:
-        write_metrics(out / "metrics.json", {"valid": result.valid, "test": result.test},
-                      model=f"{train_cfg.backbone}+grpo", best_epoch=result.best_epoch,
-                      epochs_run=result.epochs_run)
-        write_manifest(out, stage=RL_STAGE, config=config, inputs=inputs, counts=counts,
-                       seconds=time.perf_counter() - start)
-    dd.barrier(info)
-    return StageResult(RL_STAGE, out, False, time.perf_counter() - start, counts)
+    return _close_run(RL_STAGE, out, result, f"{train_cfg.backbone}+grpo", counts, config,
+                      inputs, info, start)
 
 
 def _load_saved(folder: Path, catalog: SIDCatalog):
