@@ -55,6 +55,10 @@ def parse_args() -> argparse.Namespace:
                    help="rows to run, e.g. 2,3,4 (rows 3 and 4 need row 2's folder)")
     p.add_argument("--seed", type=int, default=None,
                    help="train.sft.seed and train.rl.seed (record names get -seedN)")
+    p.add_argument("--interest-gate", type=int, default=0,
+                   help="row 4's interest reward pays only when the completion shares this "
+                   "many leading codes with the target (its gate_prefix; record and folder "
+                   "names get -gateK)")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -122,6 +126,11 @@ def main() -> None:
     for number, (slug, label, rewards) in ROWS.items():
         if number not in rows:
             continue
+        if number == 4 and args.interest_gate:
+            slug, label = f"{slug}-gate{args.interest_gate}", \
+                f"{label}, interest gated on {args.interest_gate} leading codes"
+            rewards = [spec if spec.name != "interest" else spec.model_copy(
+                update={"options": {"gate_prefix": args.interest_gate}}) for spec in rewards]
         cfg = enhanced.model_copy(deep=True)
         cfg.train.rl.rewards = rewards
         if args.rl_epochs is not None:

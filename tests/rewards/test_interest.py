@@ -135,7 +135,7 @@ def test_none_for_invalid_sids_and_rows_without_any_reference(catalog, interests
 def test_a_dataset_without_user_or_target_is_refused(catalog, interests):
     with pytest.raises(DeepInterestError, match="needs a 'user' or a 'target' column"):
         score(InterestReward(catalog=catalog, interests=interests), [I0])
-    with pytest.raises(DeepInterestError, match="reference='target' needs a 'target' column"):
+    with pytest.raises(DeepInterestError, match="reference='target' or gate_prefix needs a 'target' column"):
         score(InterestReward(catalog=catalog, interests=interests, reference="target"), [I0],
               users=["u1"])
 
@@ -254,3 +254,17 @@ def test_embedding_mode_with_the_bundled_encoder(catalog):
     reward = InterestReward(catalog=catalog, interests=index, match="embedding")
     assert score(InterestReward(catalog=catalog, interests=index), [I0], users=["u"]) == [0.0]
     assert score(reward, [I0], users=["u"]) == pytest.approx([1.0])
+
+
+def test_the_prefix_gate_pays_only_near_the_target(catalog, interests):
+    gated = InterestReward(catalog=catalog, interests=interests, gate_prefix=2)
+    # target i1 = (0 0 1): i0 = (0 0 0) shares two codes and keeps its 0.8 / 1.9; i3 = (1 0 0)
+    # shares none and earns 0 instead of its ungated 0.4; i1 itself keeps 1.0.
+    got = score(gated, [I0, I3, I1], users=["u1"] * 3, targets=[1, 1, 1])
+    assert got == pytest.approx([0.8 / 1.9, 0.0, 1.0])
+    strict = InterestReward(catalog=catalog, interests=interests, gate_prefix=3)
+    assert score(strict, [I0], users=["u1"], targets=[1]) == [0.0]
+    with pytest.raises(DeepInterestError, match="needs a 'target' column"):
+        score(gated, [I0], users=["u1"])
+    with pytest.raises(DeepInterestError, match="gate_prefix 4"):
+        InterestReward(catalog=catalog, interests=interests, gate_prefix=4)

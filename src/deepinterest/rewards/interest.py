@@ -36,6 +36,12 @@ text encoder (all-MiniLM-L6-v2 by default), loaded on first use. Vectors are
 kept in memory per process (``cache_dir`` adds the on-disk embedding cache)
 and are not pickled with the reward.
 
+Gate: with ``gate_prefix = k > 0`` the credit is paid only when the
+completion shares at least its first k codes with the target's SID (r is
+0.0 otherwise), so the policy cannot earn it with items that serve the
+user's interests but lie far from what they bought next; the gate needs the
+``target`` column.
+
 ``None`` (not applicable): the completion is not the SID of a catalogue
 item, or there is no reference (no user interests and no target
 descriptors).
@@ -54,6 +60,7 @@ from ..encoders.base import MINILM
 from ..errors import DeepInterestError
 from .base import SIDReward, column
 from .interest_index import Interest, InterestIndex, normalise
+from .rule import common_prefix
 
 Reference = Literal["user", "target"]
 Match = Literal["text", "embedding"]
@@ -107,8 +114,12 @@ class InterestReward(SIDReward):
                  reference_confidence: bool = False, match: Match = "text",
                  similarity: float = 0.75, encoder: str = MINILM, encoder_kind: str = "auto",
                  device: str | None = None, batch_size: int = 64, cache_dir: str | None = None,
-                 name: str | None = None):
+                 gate_prefix: int = 0, name: str | None = None):
         super().__init__(catalog=catalog, name=name)
+        if not 0 <= gate_prefix <= self.index.levels:
+            raise DeepInterestError(f"interest reward: gate_prefix {gate_prefix} is outside "
+                                    f"[0, {self.index.levels}] (the quantizer levels)")
+        self.gate_prefix = int(gate_prefix)
         if reference not in ("user", "target"):
             raise DeepInterestError(f"interest reward: reference {reference!r}; use 'user' "
                                     "(user interests, else the target's) or 'target'")
@@ -156,14 +167,17 @@ class InterestReward(SIDReward):
         if users is None and targets is None:
             raise DeepInterestError(f"reward {self.__name__!r} needs a 'user' or a 'target' "
                                     "column in the dataset (one value per completion)")
-        if self.reference == "target" and targets is None:
-            raise DeepInterestError(f"reward {self.__name__!r} with reference='target' needs "
-                                    "a 'target' column in the dataset")
-        items = [self.index.item_of.get(c) if c is not None else None
-                 for c in self.codes(completions)]
+        if (self.reference == "target" or self.gate_prefix) and targets is None:
+            raise DeepInterestError(f"reward {self.__name__!r} with reference='target' or "
+                                    "gate_prefix needs a 'target' column in the dataset")
+        codes = self.codes(completions)
+        items = [self.index.item_of.get(c) if c is not None else None for c in codes]
         references = self.references(users, targets, n)
         rows = [(self.interests.descriptors(i), ref) if i is not None and ref else None
                 for i, ref in zip(items, references)]
+        if self.gate_prefix:  # outside the gate: a plain 0, nothing to compute
+            rows = [pair if pair is None or self._inside(c, t) else ((), ())
+                    for pair, c, t in zip(rows, codes, targets)]
         if self.match == "embedding":
             self._embed({d.text for pair in rows if pair for side in pair for d in side})
         return [None if pair is None else interest_overlap(
@@ -171,6 +185,12 @@ class InterestReward(SIDReward):
                     reference_confidence=self.reference_confidence,
                     matches=self._matches(*pair) if self.match == "embedding" else None)
                 for pair in rows]
+
+    def _inside(self, codes, target: int | None) -> bool:
+        """Whether the completion passes the gate: its first ``gate_prefix`` codes are the
+        target's (a row without a target passes: there is nothing to gate on)."""
+        return target is None or \
+            common_prefix(codes, self.index.sids[target], self.index.levels) >= self.gate_prefix
 
     # ------------------------------------------------------------ embedding mode
 
