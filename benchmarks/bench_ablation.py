@@ -74,6 +74,9 @@ def figures_of(folder: Path, result_file: str) -> dict[str, float | int]:
     for split in ("valid", "test"):
         out |= {f"{split} {k}": round(v, 4) for k, v in metrics[split].items()}
     out |= {"best epoch": result["best_epoch"], "epochs run": result["epochs_run"]}
+    # Over every epoch, also those of earlier invocations when the run was resumed (the
+    # record's wall time is the last invocation's).
+    out["training minutes"] = round(sum(h["train_seconds"] for h in result["history"]) / 60, 1)
     steps = [h["scalars"] for h in result["history"] if h.get("scalars")]
     if steps:
         out["zero-variance groups"] = round(sum(s["zero_variance"] for s in steps) / len(steps), 4)
