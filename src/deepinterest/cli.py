@@ -130,6 +130,7 @@ def tokenize_cmd(
     interest_labels: Optional[str] = _override(TokenizeConfig, "interest_labels"),
     interest_weight: Optional[float] = _override(TokenizeConfig, "interest_weight"),
     max_interests: Optional[int] = _override(TokenizeConfig, "max_interests"),
+    image_weight: Optional[float] = _override(TokenizeConfig, "image_weight"),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not a sids artifact"),
 ) -> None:
@@ -141,7 +142,8 @@ def tokenize_cmd(
     overrides = {"quantizer": quantizer, "levels": levels, "codebook_size": codebook_size,
                  "balanced_last_level": balanced, "interests": interests,
                  "interest_mode": interest_mode, "interest_labels": interest_labels,
-                 "interest_weight": interest_weight, "max_interests": max_interests}
+                 "interest_weight": interest_weight, "max_interests": max_interests,
+                 "image_weight": image_weight}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

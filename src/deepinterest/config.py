@@ -130,6 +130,13 @@ class TokenizeConfig(StrictModel):
                                    description="w, the descriptors' share in fusion mode")
     max_interests: int | None = Field(None, ge=1, description="descriptors per item at most, "
                                       "first in order; None = all")
+    # The image slot (docs/tokenizers.md): off at weight 0.
+    image_weight: float = Field(
+        0.0, ge=0.0, lt=1.0, description="w, the share of each item's first image, mapped "
+        "into the text space by a ridge map fitted on the items with both; 0 = text only")
+    image_encoder: str = Field("openai/clip-vit-large-patch14",
+                               description="Hugging Face CLIP checkpoint (name or folder)")
+    image_ridge: float = Field(1.0, gt=0.0, description="ridge penalty of the image map")
 
     @field_validator("interests", mode="before")
     @classmethod

@@ -37,10 +37,11 @@ Design decisions:
 - Cold start: :class:`~deepinterest.tokenizers.stage.ItemTokenizer` embeds a
   new item the same way; given no descriptors for it, with its plain text.
 
-Not done: the paper fuses a CLIP image vector through learned linear maps;
-both a learned fusion weight and an image slot need a training objective
-(e.g. the RQ-VAE's reconstruction loss through the fusion layer), so the
-weight here is a fixed setting and images are left out.
+The paper fuses a CLIP image vector through learned linear maps; that slot
+is :mod:`.images` (a ridge map into the text space, applied after the
+interests). The interests' fusion weight stays a fixed setting: learning it
+would need an objective through the quantizer (e.g. the RQ-VAE's
+reconstruction loss), and a sweep over it costs no re-embedding.
 """
 
 from __future__ import annotations
@@ -76,9 +77,14 @@ def stage_config(cfg) -> dict[str, Any]:
 
     The cache folder and the interests path are left out (the artifact's
     fingerprint is an input instead); without interests, so are the interest
-    settings, and in text mode the fusion weight.
+    settings, and in text mode the fusion weight; so are the image settings
+    when ``image_weight`` is 0.
     """
+    from .images import IMAGE_FIELDS
+
     exclude = {"cache_dir", "interests"}
+    if not cfg.image_weight:  # text-only SIDs keep the fingerprint they had before images
+        exclude.update(IMAGE_FIELDS)
     if cfg.interests is None:
         exclude.update(INTEREST_FIELDS)
     elif cfg.interest_mode == "text":

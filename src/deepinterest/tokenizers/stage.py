@@ -12,6 +12,7 @@ the ``sids`` artifact:
 | ``quantizer/`` | the fitted quantizer (safetensors + config.json) |
 | ``tokenizer.json`` | encoder, text fields, quantizer type and interest settings, to reload |
 | ``embeddings.npy`` | the item embeddings that were quantized (float32) |
+| ``image_map.npy`` | with ``image_weight > 0``: the image-to-text ridge map (:mod:`.images`) |
 | ``stats.json`` | collision rate before the suffix, usage, perplexity, errors, seconds; ``interests`` |
 | ``code_usage.png`` | code counts per level (when matplotlib is installed) |
 
@@ -53,6 +54,7 @@ from ..errors import DeepInterestError
 from ..registry import create, get
 from .base import reconstruction_errors
 from .collisions import add_suffix, balanced_last_level, collision_stats
+from .images import IMAGE_MAP_FILE, add_images, encode_new_images
 from .interests import (
     check_interests,
     embed_with_interests,
@@ -159,7 +161,7 @@ def _stats(quantizer: Any, report: Any, suffixed: Any, codes: torch.Tensor) -> d
 
 
 def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: np.ndarray,
-                   cfg) -> None:
+                   cfg, image_map: np.ndarray | None = None) -> None:
     with (folder / SIDS_FILE).open("w", encoding="utf-8") as handle:
         for item, sid in zip(dataset.items, result.sids.tolist()):
             handle.write(json.dumps({"item": item.id, "sid": sid}) + "\n")
@@ -167,6 +169,9 @@ def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: n
     np.save(folder / "embeddings.npy", vectors.astype(np.float32))
     spec = {"encoder": cfg.encoder.model_dump(), "text_fields": cfg.text_fields,
             "quantizer": cfg.quantizer, "interests": result.stats.get("interests")}
+    if image_map is not None:  # what cold start needs to embed a new item's image
+        np.save(folder / IMAGE_MAP_FILE, image_map)
+        spec["images"] = {"encoder": cfg.image_encoder, "weight": cfg.image_weight}
     (folder / TOKENIZER_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     (folder / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
     try:
@@ -199,16 +204,20 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
         dataset = load_dataset(dataset_dir)
         texts, warning = _texts_or_warning(dataset, cfg.text_fields)
         vectors, extra, notes = _embed(cfg, dataset, texts, dataset_dir, progress)
-        if extra and extra["interests"]["fingerprint"] != inputs["interests"]:
+        if extra.get("interests") and extra["interests"]["fingerprint"] != inputs["interests"]:
             raise DeepInterestError(f"{cfg.interests} changed while it was being read; run "
                                     "the tokenize stage again")
+        image_map = None
+        if cfg.image_weight:
+            vectors, image_map, extra["images"], more = add_images(cfg, dataset.items, vectors)
+            notes += more
         result = fit_sids(vectors, cfg, progress=progress)
         result.stats.update(embed_seconds=time.perf_counter() - start,
                             warnings=([warning] if warning else []) + notes, **extra)
-        _write_outputs(folder, dataset, result, vectors, cfg)
+        _write_outputs(folder, dataset, result, vectors, cfg, image_map)
         counts = {k: result.stats[k] for k in ("items", "unique_sids",
                                                "collision_rate_before_suffix")}
-        if extra:
+        if extra.get("interests"):
             counts["items_enhanced"] = extra["interests"]["items_enhanced"]
         return counts
 
@@ -261,6 +270,7 @@ class ItemTokenizer:
         if not (folder / TOKENIZER_FILE).is_file():
             raise DeepInterestError(f"{folder}: no {TOKENIZER_FILE}; is this a `di tokenize` "
                                     "output folder?")
+        self.folder = folder
         self.spec = json.loads((folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
         self.quantizer = get("quantizers", self.spec["quantizer"]).load(folder / QUANTIZER_DIR)
         rows = [json.loads(line) for line in (folder / SIDS_FILE).open(encoding="utf-8")]
@@ -298,10 +308,13 @@ class ItemTokenizer:
             if interests:
                 raise DeepInterestError("this tokenizer was fitted without interests; "
                                         "encode its new items without them")
-            return self.encode_vectors(embed_texts(self._encoder, texts, progress=progress))
-        limit = fitted.get("max_interests")
-        chosen = [list((interests or {}).get(it.id, ()))[:limit] for it in items]
-        vectors = embed_with_interests(self._encoder, texts, chosen, mode=fitted["mode"],
-                                       weight=fitted["weight"] or 0.0, cache_dir=None,
-                                       progress=progress)
+            vectors = embed_texts(self._encoder, texts, progress=progress)
+        else:
+            limit = fitted.get("max_interests")
+            chosen = [list((interests or {}).get(it.id, ()))[:limit] for it in items]
+            vectors = embed_with_interests(self._encoder, texts, chosen, mode=fitted["mode"],
+                                           weight=fitted["weight"] or 0.0, cache_dir=None,
+                                           progress=progress)
+        if self.spec.get("images"):  # fitted with images: the saved map places new ones
+            vectors = encode_new_images(self.folder, self.spec["images"], items, vectors)
         return self.encode_vectors(vectors)
