@@ -12,7 +12,7 @@ calls:
 
     result = di.run("examples/default.toml")      # the whole chain
     model = di.load_recommender("examples/default.toml")
-    print(model.recommend("u1", k=5))
+    print(model.recommend("U0001", k=5))
 
     di.create("quantizers", "rkmeans", levels=3)  # any registered component
 

@@ -8,7 +8,7 @@ any stage exactly as the command line does:
     cfg = di.load_config("examples/default.toml")  # or di.RunConfig(workdir="runs/x")
     result = di.run(cfg)                             # data, mine, tokenize, SFT, [RL], eval
     model = di.load_recommender(cfg)
-    for rec in model.recommend("u1", k=5):
+    for rec in model.recommend("U0001", k=5):
         print(rec.rank, rec.item, rec.title, rec.score)
 
 Stages meet only through artifact folders (``docs/pipeline.md``): each call
