@@ -42,7 +42,8 @@ def test_summary_table_lists_test_metrics(tmp_path):
 def test_ablation_rows_get_their_own_table_in_row_order(tmp_path):
     figures = {"valid ndcg@10": 0.3, "test hr@5": 0.1, "test ndcg@5": 0.05, "test hr@10": 0.2,
                "test ndcg@10": 0.08}
-    for name, extra in (("d-ablation-3-rl", {"zero-variance groups": 0.25}),
+    for name, extra in (("d-ablation-3-rl", {"zero-variance groups": 0.25,
+                                             "training minutes": 12.5}),
                         ("d-ablation-1-plain", {}), ("d-ablation-1-plain-seed1", {})):
         write_record(name=name, dataset="d", method="m", figures={**figures, **extra},
                      seconds=5, command="c", directory=tmp_path)
@@ -50,9 +51,10 @@ def test_ablation_rows_get_their_own_table_in_row_order(tmp_path):
     table = [line for line in page.splitlines() if line.startswith("| 1 |")
              or line.startswith("| 3 |")]
     assert table == [
-        "| 1 | d-ablation-1-plain | 0.3000 | 0.1000 | 0.0500 | 0.2000 | 0.0800 |  | 5 s |",
-        "| 1 | d-ablation-1-plain-seed1 | 0.3000 | 0.1000 | 0.0500 | 0.2000 | 0.0800 |  | 5 s |",
-        "| 3 | d-ablation-3-rl | 0.3000 | 0.1000 | 0.0500 | 0.2000 | 0.0800 | 0.2500 | 5 s |"]
+        "| 1 | d-ablation-1-plain | 0.3000 | 0.1000 | 0.0500 | 0.2000 | 0.0800 |  |  | 5 s |",
+        "| 1 | d-ablation-1-plain-seed1 | 0.3000 | 0.1000 | 0.0500 | 0.2000 | 0.0800 |  |  | 5 s |",
+        "| 3 | d-ablation-3-rl | 0.3000 | 0.1000 | 0.0500 | 0.2000 | 0.0800 | 0.2500 | 12.5 | "
+        "5 s |"]
     assert "Test metrics at a glance" not in page  # ablation rows only: no second table
 
 

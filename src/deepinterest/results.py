@@ -235,10 +235,12 @@ def _ablation(records: list[ResultRecord]) -> list[str]:
     if not rows:
         return []
     head = ["row", "record", "valid NDCG@10", "HR@5", "NDCG@5", "HR@10", "NDCG@10",
-            "zero-variance groups", "wall time"]
+            "zero-variance groups", "training minutes", "wall time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"{r.figures[k]:.4f}" if k in r.figures else "" for k in ABLATION_KEYS]
+        # over every epoch of a resumed run, where wall time is the last invocation's
+        cells.append(_format_value(r.figures.get("training minutes", "")))
         lines.append(f"| {ABLATION_ROW.search(r.name).group(1)} | {r.name} | "
                      + " | ".join(cells) + f" | {r.seconds:.0f} s |")
     return ["The method's ablation (validation-selected, test reported; commands and "
