@@ -16,9 +16,10 @@ and tested once:
 
 Rows 3 and 4 start from row 2's SFT checkpoint (``rl_stage`` into their own
 folders) with the config's ``[train.rl]`` settings, and record the mean share
-of zero-variance groups over their training steps. Every row names the miner
-that produced the interests. A rerun resumes: stages that are up to date are
-skipped.
+of zero-variance groups over their training steps. They run with
+``keep_start = false``: the best of GRPO's own epochs, even when the SFT start
+validates higher. Every row names the miner that produced the interests. A
+rerun resumes: stages that are up to date are skipped.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def main() -> None:
                 update={"options": {"gate_prefix": args.interest_gate}}) for spec in rewards]
         cfg = enhanced.model_copy(deep=True)
         cfg.train.rl.rewards = rewards
+        cfg.train.rl.keep_start = False  # the row measures what GRPO's own epochs reach
         if args.rl_epochs is not None:
             cfg.train.rl.epochs = args.rl_epochs
         if args.rl_lr is not None:

@@ -260,6 +260,9 @@ class GRPOConfig(StrictModel):
     eval_every: int = Field(1, ge=1, description="epochs between validations")
     eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
     eval_batch_size: int = Field(256, ge=1, description="users per validation beam search")
+    keep_start: bool = Field(True, description="the SFT model (epoch 0) competes for best on "
+                             "validation, so RL never ends below its start; false: the best "
+                             "of the RL epochs only")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None = the usable "
                                 "cores that other jobs leave free")

@@ -297,3 +297,19 @@ def test_timing_runs_the_trainer_s_own_steps_and_counts_the_epoch():
     assert step_s > 0
     assert steps == math.ceil(len(splits.train) / cfg.batch_size)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+
+def test_keep_start_lets_the_given_model_win_a_tie(tmp_path):
+    # The KL-only objective of the test above leaves the policy where it started, so every
+    # epoch validates as the start did: the start (epoch 0) keeps best unless excluded.
+    catalog, splits = _tiny()
+    cfg = _cfg(rewards=[RewardSpec(name="valid")], beta=0.5, generation="sample", epochs=2)
+    kept = train_grpo(_backbone(catalog), catalog, splits, cfg, tmp_path / "a",
+                      progress=False, evaluation=EVAL)
+    assert kept.best_epoch == 0 and kept.valid.values == kept.start_valid.values
+    assert json.loads((tmp_path / "a" / "best" / "rl.json").read_text())["epoch"] == 0
+    dropped = train_grpo(_backbone(catalog), catalog, splits,
+                         cfg.model_copy(update={"keep_start": False}), tmp_path / "b",
+                         progress=False, evaluation=EVAL)
+    assert dropped.best_epoch == 1

@@ -155,6 +155,15 @@ def test_patience_counts_validations_without_a_new_best():
     assert kept == [(2, 0.5), (6, 0.6)]
 
 
+def test_a_start_validation_competes_for_best_as_epoch_0():
+    task, kept = _scripted([0.2, 0.1, 0.4])
+    prog = _run(task, None, epochs=3, start={"ndcg@10": 0.3, "hr@10": 0.0})
+    assert kept == [(0, 0.3), (3, 0.4)] and prog.best_epoch == 3
+    task, kept = _scripted([0.2, 0.1, 0.4])
+    prog = _run(task, None, epochs=3, patience=2, start={"ndcg@10": 0.5, "hr@10": 0.0})
+    assert kept == [(0, 0.5)] and prog.best_epoch == 0 and prog.stopped and prog.epoch == 2
+
+
 def test_eval_every_and_the_last_epoch_are_validated():
     task, kept = _scripted([0.1, 0.2, 0.3])
     prog = _run(task, None, epochs=7, eval_every=3)

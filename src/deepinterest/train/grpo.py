@@ -371,7 +371,8 @@ def train_grpo(backbone, catalog, splits: Splits, cfg: GRPOConfig, out_dir: str 
     settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                             eval_every=cfg.eval_every, patience=cfg.patience,
                             metric=f"ndcg@{max(val.ks)}", resume=cfg.resume,
-                            restart_mismatched=restart_mismatched)
+                            restart_mismatched=restart_mismatched,
+                            start=dict(start_valid.values) if cfg.keep_start else None)
     # Epochs go through _run_epoch, looked up when called: the resume test stops a run there.
     prog = run_epochs(task, settings, out_dir=out, info=info, progress=progress,
                       train=lambda epoch: _run_epoch(parts, epoch, progress))

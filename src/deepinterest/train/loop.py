@@ -161,6 +161,9 @@ class LoopSettings:
     deadline: float | None = None  # a time.perf_counter() value: stop after the epoch past it
     resume: bool = True
     restart_mismatched: bool = False
+    # Validation of the model before any training: with it, epoch 0 competes for best, so
+    # a run that only makes the model worse keeps the model it was given.
+    start: dict[str, float] | None = None
 
 
 # -- batches -----------------------------------------------------------------
@@ -340,6 +343,8 @@ def run_epochs(task: Task, settings: LoopSettings, *, out_dir: str | Path | None
     if prog is None:
         prog = Progress()
         _seed_rngs(settings.seed + info.rank)  # dropout (and any sampling) stream, per rank
+        if settings.start is not None and _after_eval(prog, dict(settings.start), 0, settings):
+            task.save_best(0, dict(settings.start))
     train = train or (lambda epoch: train_epoch(
         task.step, global_batches(task.lengths, settings.batch_size, seed=settings.seed,
                                   epoch=epoch, info=info, bucket=settings.bucket),
