@@ -148,14 +148,23 @@ def train_rl(config: ConfigLike = None, *, force: bool = False,
              progress: bool = True) -> StageResult:
     """GRPO from ``<workdir>/sft/best`` with ``[train.rl]``'s rewards (``di train --stage
     rl``); writes ``<workdir>/rl``. The run's interests feed the interest-aware reward."""
-    from .pipeline import run_interests
     from .train.stage import rl_stage
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)
     return rl_stage(cfg.train, cfg.split, run_.dataset, run_.sids, run_.sft, run_.rl,
-                    interests_dir=run_interests(cfg, run_), evaluation=cfg.eval,
+                    interests_dir=_run_interests(cfg, run_), evaluation=cfg.eval,
                     force=force, progress=progress)
+
+
+def _run_interests(cfg: RunConfig, run_: RunLayout) -> Path | None:
+    """The run's interests artifact for RL rewards: when ``[mine]`` has miners and the
+    folder is a finished artifact (a stale folder of a run that no longer mines is ignored)."""
+    from .artifacts import MANIFEST
+
+    if cfg.mine.miners and (run_.interests / MANIFEST).is_file():
+        return run_.interests
+    return None
 
 
 def evaluate_run(config: ConfigLike = None, *,

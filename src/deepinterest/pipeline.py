@@ -27,14 +27,12 @@ from .artifacts import (
     run_stage,
     stage_lock,
 )
+from . import api
 from .config import RunConfig, save_config
 from .errors import DeepInterestError
 from .data.model import load_dataset
-from .data.prepare import prepare_dataset
 from .evaluate import write_metrics
 from .layout import RunLayout
-from .tokenizers.stage import tokenize_items
-from .train.stage import eval_stage, rl_stage, train_stage
 
 # Stages of the method that this release does not run yet, in chain order.
 PLANNED_STAGES: tuple[str, ...] = ()
@@ -96,60 +94,43 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
     return result
 
 
+# Each step is the public call of its stage on this run's folders (deepinterest.api), so
+# `di run` and a stage run alone cannot drift apart.
+
 def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return prepare_dataset(cfg.data, run.dataset)
+    return api.prepare_data(cfg.data, run.dataset)
 
 
 def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
-    from .miners.stage import mine_stage
-
     if not cfg.mine.miners:  # mining turned off: the chain goes on without interests
         return None
-    return mine_stage(cfg.mine, run.dataset, run.interests, progress=progress)
+    return api.mine_interests(run.dataset, run.interests, cfg.mine, progress=progress)
 
 
 def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     """Plain SIDs unless ``[tokenize] interests`` is set: ``"mine"`` takes this run's
     ``interests/`` (so mining must be on), a path takes that artifact."""
-    from .tokenizers.interests import RUN_INTERESTS, resolve_interests
+    from .tokenizers.interests import RUN_INTERESTS
 
-    tokenize = cfg.tokenize
-    if tokenize.interests == RUN_INTERESTS and not cfg.mine.miners:
+    if cfg.tokenize.interests == RUN_INTERESTS and not cfg.mine.miners:
         raise DeepInterestError(f"tokenize.interests = {RUN_INTERESTS!r} uses the interests "
                                 "this run mines, but [mine] has no miners; add a miner, or "
                                 "name an interests folder, or unset tokenize.interests")
-    if tokenize.interests is not None:
-        tokenize = tokenize.model_copy(
-            update={"interests": resolve_interests(tokenize.interests, run.interests)})
-    return tokenize_items(tokenize, run.dataset, run.sids, progress=progress)
+    return api.tokenize_items(run.dataset, run.sids, cfg.tokenize, progress=progress)
 
 
 def _train_sft(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return train_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft,
-                       evaluation=cfg.eval, progress=progress)
-
-
-def run_interests(cfg: RunConfig, run: RunLayout) -> Path | None:
-    """The run's interests artifact for RL rewards: when ``[mine]`` has miners and the
-    folder is a finished artifact (a stale folder of a run that no longer mines is ignored)."""
-    from .artifacts import MANIFEST
-
-    if cfg.mine.miners and (run.interests / MANIFEST).is_file():
-        return run.interests
-    return None
+    return api.train_sft(cfg, progress=progress)
 
 
 def _train_rl(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
     if not cfg.train.rl.enabled:
         return None
-    return rl_stage(cfg.train, cfg.split, run.dataset, run.sids, run.sft, run.rl,
-                    interests_dir=run_interests(cfg, run), evaluation=cfg.eval,
-                    progress=progress)
+    return api.train_rl(cfg, progress=progress)
 
 
 def _eval(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return eval_stage(cfg.eval, cfg.split, run.dataset, run.sids,
-                      run.final_checkpoint(cfg.train.rl.enabled), run.eval)
+    return api.evaluate_run(cfg)
 
 
 def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:

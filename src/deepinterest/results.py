@@ -230,18 +230,18 @@ ABLATION_KEYS = ("valid ndcg@10",) + SUMMARY_KEYS + ("zero-variance groups",)
 
 def _ablation(records: list[ResultRecord]) -> list[str]:
     """The method's ablation in one table: a row per record, ordered by ablation row."""
-    rows = sorted((r for r in records if ABLATION_ROW.search(r.name)),
-                  key=lambda r: (int(ABLATION_ROW.search(r.name).group(1)), r.name))
+    found = [(int(m.group(1)), r) for r in records if (m := ABLATION_ROW.search(r.name))]
+    rows = sorted(found, key=lambda pair: (pair[0], pair[1].name))
     if not rows:
         return []
     head = ["row", "record", "valid NDCG@10", "HR@5", "NDCG@5", "HR@10", "NDCG@10",
             "zero-variance groups", "training minutes", "wall time"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
+    for number, r in rows:
         cells = [f"{r.figures[k]:.4f}" if k in r.figures else "" for k in ABLATION_KEYS]
         # over every epoch of a resumed run, where wall time is the last invocation's
         cells.append(_format_value(r.figures.get("training minutes", "")))
-        lines.append(f"| {ABLATION_ROW.search(r.name).group(1)} | {r.name} | "
+        lines.append(f"| {number} | {r.name} | "
                      + " | ".join(cells) + f" | {r.seconds:.0f} s |")
     return ["The method's ablation (validation-selected, test reported; commands and "
             "miners in each record below):", ""] + lines + [""]

@@ -53,27 +53,25 @@ def caption_items(cfg, items: list[Item]) -> list[MineResult]:
     return _build_miner(cfg.captioner, cfg, 0.0).mine(requests) if requests else []
 
 
-def _takes(factory: Any, name: str) -> str | None:
-    """The option of ``factory`` that means ``name`` (e.g. ``budget`` or ``budget_usd``), if any.
+def _takes(factory: Any, name: str, value: Any) -> str | None:
+    """The option of ``factory`` that means ``name`` (e.g. ``budget`` or ``budget_usd``) and
+    can hold ``value``, if any.
 
     Read from the backend's ``Options`` model, else its signature's named
     parameters: a ``**options`` catch-all says nothing about what it accepts.
+    A flag takes only a bool: the embedding miner's ``cache`` switches its
+    embedding cache on and off, it is not the answers' path.
     """
     fields = getattr(getattr(factory, "Options", None), "model_fields", None)
     if fields is None:
         try:
-            fields = {p.name for p in inspect.signature(factory).parameters.values()
+            fields = {p.name: None for p in inspect.signature(factory).parameters.values()
                       if p.kind is not p.VAR_KEYWORD}
         except (TypeError, ValueError):
             return None
-    return next((f for f in (name, f"{name}_usd", f"{name}_path") if f in fields), None)
-
-
-def _fits(factory: Any, key: str, value: Any) -> bool:
-    """False when the backend's option ``key`` is a flag and ``value`` is not: the embedding
-    miner's ``cache`` switches its embedding cache on and off, it is not the answers' path."""
-    fields = getattr(getattr(factory, "Options", None), "model_fields", {})
-    return not (key in fields and fields[key].annotation is bool and not isinstance(value, bool))
+    key = next((f for f in (name, f"{name}_usd", f"{name}_path") if f in fields), None)
+    flag = key is not None and fields[key] is not None and fields[key].annotation is bool
+    return None if flag and not isinstance(value, bool) else key
 
 
 def _build_miner(spec, cfg, spent: float, progress: bool = False):
@@ -84,8 +82,8 @@ def _build_miner(spec, cfg, spent: float, progress: bool = False):
     for name, value in (("cache", None if cfg.cache is None else str(cfg.cache)),
                         ("budget", None if cfg.budget is None else max(cfg.budget - spent, 0.0)),
                         ("progress", progress or None)):
-        key = _takes(factory, name)
-        if value is not None and key and key not in options and _fits(factory, key, value):
+        key = _takes(factory, name, value)
+        if value is not None and key and key not in options:
             options[key] = value
     return registry.create("miners", spec.backend, **options)
 
