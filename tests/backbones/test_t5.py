@@ -42,6 +42,21 @@ def test_one_encoder_position_per_item_is_the_sum_of_its_code_embeddings():
     assert torch.equal(tokens[~real], torch.full_like(tokens[~real], PAD))
 
 
+def test_code_positions_give_every_code_token_of_every_item_its_own_position():
+    model, batch = _backbone(code_positions=True), _batch()
+    embeds, mask = model.encoder_inputs(batch)
+    tokens = model.catalog.item_tokens(batch.items)  # [B, H, P], PAD for padding items
+    assert embeds.shape == (3, 4 * 4, 32) and mask.shape == (3, 16)
+    real = tokens.flatten(1) != PAD
+    assert torch.equal(mask, real.long())
+    torch.testing.assert_close(embeds[real], model.model.shared(tokens.flatten(1))[real])
+    assert torch.equal(embeds[~real], torch.zeros_like(embeds[~real]))
+    # item 3's codes are positions 8..11 of row 0, in SID order
+    torch.testing.assert_close(embeds[0, 8:12], model.model.shared(model.target_tokens(torch.tensor(3))))
+    with pytest.raises(DeepInterestError, match="one or the other"):
+        _backbone(code_positions=True, id_embedding=True)
+
+
 def test_user_token_is_prepended_as_an_extra_real_position():
     model, batch = _backbone(user_buckets=7), _batch()
     embeds, mask = model.encoder_inputs(batch)
@@ -50,8 +65,9 @@ def test_user_token_is_prepended_as_an_extra_real_position():
     assert len(buckets) == 7  # the hash spreads consecutive users over every bucket
 
 
-def test_step_log_probs_equal_teacher_forced_logits_of_loss():
-    model, batch = _backbone(), _batch()
+@pytest.mark.parametrize("extra", [{}, {"code_positions": True}])
+def test_step_log_probs_equal_teacher_forced_logits_of_loss(extra):
+    model, batch = _backbone(**extra), _batch()
     targets = torch.tensor([4, 9, 0])
     with torch.no_grad():
         teacher = F.log_softmax(model.teacher_logits(batch, targets), dim=-1)  # [B, P, V]
@@ -107,9 +123,9 @@ def _teacher_scores(model: T5Backbone, batch: HistoryBatch) -> torch.Tensor:
     return log_probs.gather(-1, tokens).squeeze(-1).sum(-1).view(batch.size, n)
 
 
-@pytest.mark.parametrize("beam", [4, 12])
-def test_cached_search_equals_recomputing_and_the_full_forward(beam):
-    model, batch = _backbone(), _batch()
+@pytest.mark.parametrize("beam,extra", [(4, {}), (12, {}), (12, {"code_positions": True})])
+def test_cached_search_equals_recomputing_and_the_full_forward(beam, extra):
+    model, batch = _backbone(**extra), _batch()
     with torch.no_grad():  # sharper scores, far from ties
         model.model.lm_head.weight.mul_(4.0)
     trie = SIDTrie.from_catalog(model.catalog)
@@ -136,9 +152,10 @@ def test_cache_is_not_reused_for_a_prefix_it_does_not_hold():
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_left_padding_does_not_change_the_output():
+@pytest.mark.parametrize("extra", [{}, {"code_positions": True}])
+def test_left_padding_does_not_change_the_output(extra):
     # Relative position bias sees only distances between real items, so batches may be trimmed.
-    model, batch = _backbone(), _batch()
+    model, batch = _backbone(**extra), _batch()
     wider = HistoryBatch(torch.cat([torch.full((3, 5), -1), batch.items], 1), batch.users)
     prefix = torch.tensor([[3], [5], [4]])
     with torch.no_grad():
@@ -156,7 +173,8 @@ def test_loss_backpropagates_to_the_shared_table_through_the_encoder_sum():
     assert model.model.config.decoder_start_token_id == BOS
 
 
-@pytest.mark.parametrize("extra", [{}, {"user_buckets": 5}, {"id_embedding": True}])
+@pytest.mark.parametrize("extra", [{}, {"user_buckets": 5}, {"id_embedding": True},
+                                   {"code_positions": True}])
 def test_save_load_round_trip_gives_identical_log_probs(tmp_path, extra):
     model, batch = _backbone(**extra), _batch()
     with torch.no_grad():  # move the user table off its init so the test sees it reloaded

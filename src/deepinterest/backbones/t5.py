@@ -18,7 +18,9 @@ Departures from TIGER (Rajput et al., 2023), each for CPU cost:
   4.6M-parameter T5 over 80 tokens took 3.75 s per batch of 256, far too
   slow for an epoch on a CPU. The sum keeps the hierarchy (items sharing a
   prefix share part of their vector) and, with a per-level id block, the
-  code order is never ambiguous.
+  code order is never ambiguous. ``code_positions=True`` gives TIGER's
+  layout instead (every code token its own position, P times the encoder
+  length), for comparison.
 - **Smaller default model** (d_model 128, 2+2 layers, 4 heads x 32, ff 256)
   than TIGER's (4+4 layers, 6 heads x 64, ff 1024); the constructor takes
   TIGER's sizes when a GPU is available.
@@ -94,6 +96,7 @@ class T5Backbone(nn.Module):
         id_embedding: bool = False,
         packed_dropout: bool = True,
         label_smoothing: float = 0.0,
+        code_positions: bool = False,
     ) -> None:
         super().__init__()
         from transformers import T5Config, T5ForConditionalGeneration
@@ -103,7 +106,10 @@ class T5Backbone(nn.Module):
                             decoder_layers=decoder_layers, heads=heads, d_kv=d_kv, d_ff=d_ff,
                             dropout=dropout, user_buckets=user_buckets,
                             id_embedding=id_embedding, packed_dropout=packed_dropout,
-                            label_smoothing=label_smoothing)
+                            label_smoothing=label_smoothing, code_positions=code_positions)
+        if code_positions and id_embedding:
+            raise DeepInterestError("id_embedding adds a row per item position; with "
+                                    "code_positions there is none, so use one or the other")
         if not 0.0 <= label_smoothing < 1.0:
             raise DeepInterestError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         config = T5Config(
@@ -171,10 +177,22 @@ class T5Backbone(nn.Module):
                 block = weight[rows].float() * (rms / float(weight[rows].pow(2).mean().sqrt()))
             weight[rows] = block.to(weight.dtype)
 
+    def code_embeddings(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """TIGER's layout: ``[B, L * P, d]`` embeddings of every code token of every history
+        item, in order, and their mask (padding items give P masked zero rows)."""
+        real = items >= 0
+        codes = self.item_codes[items.clamp(min=0)]  # [B, L, P]
+        embeds = self.model.shared(codes) * real[..., None, None].to(self.model.shared.weight.dtype)
+        mask = real.unsqueeze(-1).expand_as(codes).long()
+        return embeds.flatten(1, 2), mask.flatten(1, 2)
+
     def encoder_inputs(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """``inputs_embeds`` [B, L, d] and ``attention_mask`` [B, L] for the encoder."""
-        embeds = self.item_embeddings(batch.items)
-        mask = (batch.items >= 0).long()
+        """``inputs_embeds`` [B, L, d] and ``attention_mask`` [B, L] for the encoder
+        (L * P positions with ``code_positions``)."""
+        if self.options["code_positions"]:
+            embeds, mask = self.code_embeddings(batch.items)
+        else:
+            embeds, mask = self.item_embeddings(batch.items), (batch.items >= 0).long()
         if self.user_embed is not None:
             bucket = (batch.users.long() * _HASH_MULT) % self.user_embed.num_embeddings
             embeds = torch.cat([self.user_embed(bucket).unsqueeze(1), embeds], dim=1)
