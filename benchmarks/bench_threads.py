@@ -54,8 +54,9 @@ def scenario(cfg, catalog, splits, steps: int, repeats: int) -> dict[str, float]
             "ratio": round(b / a, 3), "threads chosen": chosen}
 
 
-def parse_step_args(doc: str) -> argparse.Namespace:
-    """The flags of the training-speed benchmarks: a run config and its artifacts."""
+def parse_step_args(doc: str, users: bool = False) -> argparse.Namespace:
+    """The flags of the training-speed benchmarks: a run config and its artifacts
+    (and ``--users``, how many validation users a timed search reads)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--config", type=Path, default=Path("examples/beauty.toml"))
     p.add_argument("--dataset-dir", type=Path, required=True)
@@ -63,6 +64,8 @@ def parse_step_args(doc: str) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--record", default=None, help="record name")
+    if users:
+        p.add_argument("--users", type=int, default=512)
     return p.parse_args()
 
 
