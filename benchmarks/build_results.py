@@ -78,10 +78,12 @@ def plot_curves(records: list[ResultRecord], dataset: str, path: Path) -> Path |
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in runs:
+    fig, ax = plt.subplots(figsize=(9, 5))
+    styles = ("-", "--", ":")  # the colour cycle repeats after 10 lines; the style then differs
+    for i, r in enumerate(runs):
         minutes, ndcg = zip(*r.curve)
-        ax.plot(minutes, ndcg, marker=".", label=r.name)
+        ax.plot(minutes, ndcg, marker=".", markersize=3, linewidth=1.2,
+                linestyle=styles[(i // 10) % len(styles)], label=r.name)
     ax.set_xlabel("training minutes (validation excluded)")
     ax.set_ylabel("validation NDCG@10")
     ax.set_title(f"{dataset}: validation NDCG@10 during training")
