@@ -22,7 +22,8 @@ Departures from TIGER (Rajput et al., 2023), each for CPU cost:
   layout instead (every code token its own position, P times the encoder
   length), for comparison: at the Beauty T5 config (4 SID positions, so 80
   encoder positions instead of 20) it trains at 0.46x and beam-searches at
-  0.66x the speed of the default (``benchmarks/bench_layout.py``, one thread).
+  0.66x the speed of the default (``benchmarks/bench_layout.py``, one thread;
+  a whole epoch, 0.37x) and learned less per epoch (``docs/training.md``).
 - **Smaller default model** (d_model 128, 2+2 layers, 4 heads x 32, ff 256)
   than TIGER's (4+4 layers, 6 heads x 64, ff 1024); the constructor takes
   TIGER's sizes when a GPU is available.
