@@ -21,9 +21,8 @@ import torch
 
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
-from deepinterest.evaluate import metrics_from_ranks
 from deepinterest.results import record_and_print
-from deepinterest.train.generative_eval import target_ranks
+from deepinterest.train.generative_eval import evaluate_generative
 from deepinterest.train.stage import load_catalog, load_checkpoint
 
 
@@ -55,14 +54,13 @@ def main() -> None:
     figures: dict[str, float] = {}
     for beam in beams:
         begun = time.perf_counter()
-        ranks = target_ranks(model, catalog, examples, beam=beam, topk=10,
-                             max_history=args.max_history)
+        metrics = evaluate_generative(model, catalog, examples, beam=beam, topk=10, ks=(5, 10),
+                                      max_history=args.max_history)
         seconds = time.perf_counter() - begun
-        for name, value in metrics_from_ranks(ranks, (5, 10)).values.items():
+        for name, value in metrics.values.items():
             figures[f"beam {beam} valid {name}"] = round(float(value), 4)
         figures[f"beam {beam} seconds"] = round(seconds, 1)
-        print(f"beam {beam}: " + ", ".join(f"{k.split(' valid ')[-1]} {v}" for k, v in figures.items()
-                                          if k.startswith(f"beam {beam} ")))
+        print(f"beam {beam}: {metrics.values} in {seconds:.1f} s")
     record_and_print(name=args.record or f"{dataset.name}-beam-width", dataset=dataset.name,
                      method=f"validation by beam width ({args.checkpoint})", figures=figures,
                      seconds=time.perf_counter() - started,
