@@ -60,12 +60,26 @@ def parse_args() -> argparse.Namespace:
                    help="row 4's interest reward pays only when the completion shares this "
                    "many leading codes with the target (its gate_prefix; record and folder "
                    "names get -gateK)")
+    p.add_argument("--collab-weight", type=float, default=0.0,
+                   help="tokenize.collab_weight for every row: the collaborative slot "
+                   "(tokenizers/collab.py); record and folder names get -collabW")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
 
 def miner_names(cfg: RunConfig) -> str:
     return " + ".join(m.label or m.backend for m in cfg.mine.miners) or "none"
+
+
+def collab_label(cfg: RunConfig) -> str:
+    w = cfg.tokenize.collab_weight
+    return f", collaborative slot w={w:g}" if w else ""
+
+
+def slot_suffix(cfg: RunConfig) -> str:
+    """SFT folders of runs with the collaborative slot get their own names."""
+    w = cfg.tokenize.collab_weight
+    return f"-collab{w:g}" if w else ""
 
 
 def figures_of(folder: Path, result_file: str) -> dict[str, float | int]:
@@ -92,7 +106,8 @@ def record(args, cfg: RunConfig, number: int, slug: str, label: str, folder: Pat
         name=f"{args.prefix}-ablation-{number}-{slug}"
         + ("" if args.seed is None else f"-seed{args.seed}")
         + (f"-{args.tag}" if args.tag else ""), dataset=args.prefix,
-        method=f"ablation {number}: {label} (interests: {miner_names(cfg)} miner)",
+        method=f"ablation {number}: {label}{collab_label(cfg)} "
+        f"(interests: {miner_names(cfg)} miner)",
         figures=figures_of(folder, result_file), seconds=seconds,
         notes=f"{notes}; miners {miner_names(cfg)}; backbone {cfg.train.backbone} "
         f"{cfg.train.options}", directory=args.results_dir, curve=learning_curve(history))
@@ -115,13 +130,16 @@ def main() -> None:
     base = load_config(args.config) if args.config else RunConfig()
     if args.seed is not None:
         base.train.sft.seed = base.train.rl.seed = args.seed
+    if args.collab_weight:
+        base.tokenize.collab_weight = args.collab_weight
+        args.tag = "-".join(filter(None, [f"collab{args.collab_weight:g}", args.tag]))
     rows = {int(r) for r in args.rows.split(",")}
     if 1 in rows:
         plain = base.model_copy(deep=True)
-        plain.workdir = args.workdir / "plain"
+        plain.workdir = args.workdir / ("plain" + slot_suffix(base))
         sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT")
     enhanced = base.model_copy(deep=True)
-    enhanced.workdir = args.workdir / "interests"
+    enhanced.workdir = args.workdir / ("interests" + slot_suffix(base))
     enhanced.tokenize.interests = "mine"
     layout = RunLayout(enhanced.workdir)
     if rows & {2, 3, 4}:  # rows 3 and 4 start from row 2's SFT (skipped when up to date)

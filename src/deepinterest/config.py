@@ -137,6 +137,13 @@ class TokenizeConfig(StrictModel):
     image_encoder: str = Field("openai/clip-vit-large-patch14",
                                description="Hugging Face CLIP checkpoint (name or folder)")
     image_ridge: float = Field(1.0, gt=0.0, description="ridge penalty of the image map")
+    # The collaborative slot (tokenizers/collab.py): off at weight 0.
+    collab_weight: float = Field(
+        0.0, ge=0.0, lt=1.0, description="w, the share (of squared norm) of an item vector "
+        "factorised from training co-occurrence, concatenated to the text vector; 0 = off")
+    collab_dim: int = Field(64, ge=2, description="dimensions of the collaborative vector")
+    collab_window: int = Field(3, ge=1, description="items at most this far apart in a "
+                               "user's training history co-occur (weight 1 / distance)")
 
     @field_validator("interests", mode="before")
     @classmethod

@@ -78,13 +78,17 @@ def stage_config(cfg) -> dict[str, Any]:
     The cache folder and the interests path are left out (the artifact's
     fingerprint is an input instead); without interests, so are the interest
     settings, and in text mode the fusion weight; so are the image settings
-    when ``image_weight`` is 0.
+    when ``image_weight`` is 0, and the collaborative ones when
+    ``collab_weight`` is 0.
     """
+    from .collab import COLLAB_FIELDS
     from .images import IMAGE_FIELDS
 
     exclude = {"cache_dir", "interests"}
     if not cfg.image_weight:  # text-only SIDs keep the fingerprint they had before images
         exclude.update(IMAGE_FIELDS)
+    if not cfg.collab_weight:  # nor without the collaborative slot
+        exclude.update(COLLAB_FIELDS)
     if cfg.interests is None:
         exclude.update(INTEREST_FIELDS)
     elif cfg.interest_mode == "text":

@@ -13,6 +13,7 @@ the ``sids`` artifact:
 | ``tokenizer.json`` | encoder, text fields, quantizer type and interest settings, to reload |
 | ``embeddings.npy`` | the item embeddings that were quantized (float32) |
 | ``image_map.npy`` | with ``image_weight > 0``: the image-to-text ridge map (:mod:`.images`) |
+| (``embeddings.npy``) | with ``collab_weight > 0``: text and collaborative vectors side by side (:mod:`.collab`) |
 | ``stats.json`` | collision rate before the suffix, usage, perplexity, errors, seconds; ``interests`` |
 | ``code_usage.png`` | code counts per level (when matplotlib is installed) |
 
@@ -54,6 +55,7 @@ from ..errors import DeepInterestError
 from ..registry import create, get
 from .base import reconstruction_errors
 from .collisions import add_suffix, balanced_last_level, collision_stats
+from .collab import add_collab, cold_start
 from .images import IMAGE_MAP_FILE, add_images, encode_new_images
 from .interests import (
     check_interests,
@@ -172,6 +174,8 @@ def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: n
     if image_map is not None:  # what cold start needs to embed a new item's image
         np.save(folder / IMAGE_MAP_FILE, image_map)
         spec["images"] = {"encoder": cfg.image_encoder, "weight": cfg.image_weight}
+    if cfg.collab_weight:  # new items get a zero collaborative part (tokenizers/collab.py)
+        spec["collab"] = {"weight": cfg.collab_weight, "dim": cfg.collab_dim}
     (folder / TOKENIZER_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     (folder / "stats.json").write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")
     try:
@@ -211,6 +215,8 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
         if cfg.image_weight:
             vectors, image_map, extra["images"], more = add_images(cfg, dataset.items, vectors)
             notes += more
+        if cfg.collab_weight:
+            vectors, extra["collab"] = add_collab(cfg, dataset, vectors)
         result = fit_sids(vectors, cfg, progress=progress)
         result.stats.update(embed_seconds=time.perf_counter() - start,
                             warnings=([warning] if warning else []) + notes, **extra)
@@ -317,4 +323,6 @@ class ItemTokenizer:
                                            progress=progress)
         if self.spec.get("images"):  # fitted with images: the saved map places new ones
             vectors = encode_new_images(self.folder, self.spec["images"], items, vectors)
+        if self.spec.get("collab"):
+            vectors = cold_start(vectors, self.spec["collab"])
         return self.encode_vectors(vectors)
