@@ -29,8 +29,11 @@ import json
 import time
 from pathlib import Path
 
-from deepinterest.config import RewardSpec, RunConfig, load_config
+from deepinterest.api import prepare_data
+from deepinterest.config import MinerSpec, RewardSpec, RunConfig, load_config
+from deepinterest.data import load_dataset
 from deepinterest.layout import RunLayout
+from deepinterest.miners.scripted import planted_replies
 from deepinterest.pipeline import run
 from deepinterest.results import learning_curve, record_and_print
 from deepinterest.train.stage import rl_stage
@@ -63,6 +66,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--collab-weight", type=float, default=0.0,
                    help="tokenize.collab_weight for every row: the collaborative slot "
                    "(tokenizers/collab.py); record and folder names get -collabW")
+    p.add_argument("--miner", choices=["config", "oracle"], default="config",
+                   help="config: the config's miners; oracle: the scripted miner answering "
+                   "each item with its planted phrases (the embedded dataset's answer key: a "
+                   "ceiling, never a method; record and folder names get -oracle)")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -77,9 +84,18 @@ def collab_label(cfg: RunConfig) -> str:
 
 
 def slot_suffix(cfg: RunConfig) -> str:
-    """SFT folders of runs with the collaborative slot get their own names."""
+    """SFT folders and records of runs with the collaborative slot or the oracle get their
+    own names."""
     w = cfg.tokenize.collab_weight
-    return f"-collab{w:g}" if w else ""
+    oracle = any(m.label == "oracle" for m in cfg.mine.miners)
+    return (f"-collab{w:g}" if w else "") + ("-oracle" if oracle else "")
+
+
+def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:
+    """The scripted miner answering with the planted phrases of ``cfg``'s dataset."""
+    dataset = load_dataset(prepare_data(cfg.data, folder).path)
+    return MinerSpec(backend="scripted", label="oracle",
+                     options={"replies": planted_replies(dataset)})
 
 
 def figures_of(folder: Path, result_file: str) -> dict[str, float | int]:
@@ -132,7 +148,9 @@ def main() -> None:
         base.train.sft.seed = base.train.rl.seed = args.seed
     if args.collab_weight:
         base.tokenize.collab_weight = args.collab_weight
-        args.tag = "-".join(filter(None, [f"collab{args.collab_weight:g}", args.tag]))
+    if args.miner == "oracle":
+        base.mine.miners = [oracle_miner(base, args.workdir / "answer-key")]
+    args.tag = "-".join(filter(None, [slot_suffix(base)[1:], args.tag]))
     rows = {int(r) for r in args.rows.split(",")}
     if 1 in rows:
         plain = base.model_copy(deep=True)

@@ -38,6 +38,7 @@ from deepinterest.config import DataConfig, MineConfig
 from deepinterest.data import load_dataset
 from deepinterest.data.prepare import prepare_dataset
 from deepinterest.miners.cost import price_table
+from deepinterest.miners.scripted import planted_replies
 from deepinterest.miners.stage import REPORT_FILE, mine_stage
 
 API_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -68,26 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def oracle_replies(dataset_dir: Path) -> dict[str, str]:
-    """Per item, a scripted reply naming exactly its planted motivation phrases.
-
-    They come from the answer key (``attributes["planted"]``) that no real miner
-    sees, so this run scores what a perfect miner would: the measure's ceiling.
-    """
-    planted = load_dataset(dataset_dir).attributes["planted"]
-    phrase = {m["id"]: m["phrase"] for m in planted["motivations"]}
-    return {item: json.dumps({"descriptors": [{"text": phrase[m], "confidence": 1.0}
-                                              for m in info["motivations"]]})
-            for item, info in planted["items"].items()}
-
-
 def backends(args, dataset_dir: Path, cache: Path) -> tuple[list[dict], list[str]]:
     """The runs to make (label, kind, miner spec, items) and a line per backend skipped."""
     runs = [dict(label="embedding", kind="measured", items=args.items,
                  miner={"backend": "embedding"}),
             dict(label="oracle: planted phrases (ceiling, not a backend)", kind="oracle",
-                 items=args.items, miner={"backend": "scripted", "label": "oracle",
-                                          "options": {"replies": oracle_replies(dataset_dir)}})]
+                 items=args.items, miner={"backend": "scripted", "label": "oracle", "options": {
+                     "replies": planted_replies(load_dataset(dataset_dir))}})]
     skipped = []
     if args.llm_items == 0:
         return runs, ["LLM backends: skipped (--llm-items 0)"]

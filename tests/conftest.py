@@ -6,8 +6,41 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group has already gone
+        pass
+    proc.wait()
+
+
+def run_in_group(cmd, *, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)``, with the child leading a
+    process group of its own that is killed whole when the call ends, times out or fails.
+
+    torchrun's ranks are grandchildren of the test: killing torchrun alone left a rank
+    alive (and ignoring SIGTERM) long after a timed-out test, so the group gets SIGKILL.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        _kill_group(proc)  # also any straggler of a run that ended
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def run_proc():
+    """:func:`run_in_group`, for tests that start processes."""
+    return run_in_group
 
 
 @pytest.fixture

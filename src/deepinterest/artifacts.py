@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DeepInterestError
+from .secrets import redact
 
 MANIFEST = "manifest.json"
 # Written first into a stage folder that fills in place (training), so that an
@@ -293,6 +294,7 @@ def write_manifest(
     from . import __version__
 
     outputs = [p for p in folder.iterdir() if p.name != MANIFEST]
+    config = redact(config)  # a key typed into an option is never written (secrets.py)
     manifest = {
         "stage": stage,
         "version": __version__,
@@ -314,9 +316,8 @@ def is_up_to_date(folder: str | Path, *, config: dict[str, Any], inputs: dict[st
         manifest = read_manifest(folder)
     except (FileNotFoundError, json.JSONDecodeError):
         return False
-    return manifest.get("config_fingerprint") == fingerprint_value(config) and manifest.get(
-        "inputs"
-    ) == inputs
+    same_config = manifest.get("config_fingerprint") == fingerprint_value(redact(config))
+    return same_config and manifest.get("inputs") == inputs
 
 
 # -- the stage runner: one home for the sequence every stage follows ----------
@@ -330,6 +331,9 @@ class Stage:
     config: dict[str, Any]
     inputs: dict[str, str]  # fingerprints of what it reads
     force: bool = False  # rebuild when up to date; replace a folder of another kind
+    # Rebuild an up-to-date artifact when this says so of its manifest (the mine stage:
+    # items that failed are asked again by a plain rerun).
+    retry: Callable[[dict[str, Any]], bool] | None = None
 
 
 def run_stage(stage: Stage, build: Callable[[Path], dict[str, Any]]) -> StageResult:
@@ -340,7 +344,8 @@ def run_stage(stage: Stage, build: Callable[[Path], dict[str, Any]]) -> StageRes
     counts for the manifest. A failure leaves the previous artifact as it was.
     """
     with claim_output(stage.out, stage.name, force=stage.force) as out:
-        if not stage.force and is_up_to_date(out, config=stage.config, inputs=stage.inputs):
+        if not stage.force and is_up_to_date(out, config=stage.config, inputs=stage.inputs) \
+                and not (stage.retry and stage.retry(read_manifest(out))):
             return StageResult(stage.name, out, True, 0.0, {})
         start = time.perf_counter()
         with atomic_dir(out) as tmp:

@@ -331,6 +331,17 @@ class MinerSpec(ComponentSpec):
     def _known_backend(cls, value: str) -> str:
         return registered("miners", value, "miner")
 
+    @field_validator("options")
+    @classmethod
+    def _key_variable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A key typed as ``api_key_env`` is refused at load, before anything is written."""
+        from .secrets import check_env_name
+
+        name = value.get("api_key_env")
+        if name is not None:
+            check_env_name(str(name))
+        return value
+
     @property
     def name(self) -> str:
         return self.label or self.backend
@@ -381,6 +392,9 @@ class MineConfig(StrictModel):
     shard: str | None = Field(None, description="'I/N': mine items I, I+N, I+2N, ... only "
                               "(split a catalogue across machines; `di mine merge` joins them)")
     budget: float | None = Field(None, gt=0, description="dollars; None = no limit")
+    max_failed_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="the stage fails (writing nothing) when more than "
+        "this share of items got no answer; below it, a rerun asks the failed items again")
     cache: Path | None = Field(None, description="answer cache (SQLite); default ~/.cache")
 
     @model_validator(mode="after")
@@ -469,6 +483,15 @@ def _key_line(text: str, key: str) -> int | None:
     return None
 
 
+def _echoable(item: dict[str, Any], keys: list[str]) -> bool:
+    """Whether an error may show the value it got: never a secret's (secrets.py)."""
+    from .secrets import redact
+
+    if item["type"] == "missing" or isinstance(item["input"], dict):
+        return False  # a whole table: the key path says where, and it may hold a secret
+    return redact(item["input"], keys[-1] if keys else "") == item["input"]
+
+
 def _format_errors(path: Path, error: ValidationError) -> str:
     text = path.read_text(encoding="utf-8")
     lines = [f"{path}: invalid config ({error.error_count()} problem(s))"]
@@ -476,7 +499,7 @@ def _format_errors(path: Path, error: ValidationError) -> str:
         keys = [str(k) for k in item["loc"]]
         line = next((n for k in reversed(keys) if (n := _key_line(text, k))), None)
         where = f"line {line}, " if line else ""
-        got = f" (got {item['input']!r})" if item["type"] != "missing" else ""
+        got = f" (got {item['input']!r})" if _echoable(item, keys) else ""
         lines.append(f"  {where}key '{'.'.join(keys)}': {item['msg']}{got}")
     return "\n".join(lines)
 
@@ -512,4 +535,8 @@ def save_config(cfg: BaseModel, path: str | Path, *, header: str = "") -> None:
     """Write a config as YAML (readable and reloadable), after an optional comment header."""
     from .artifacts import atomic_write_text
 
-    atomic_write_text(path, header + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    from .secrets import redact
+
+    # A key typed into an option (not an environment variable) is never written.
+    text = yaml.safe_dump(redact(cfg.model_dump(mode="json")), sort_keys=False)
+    atomic_write_text(path, header + text)

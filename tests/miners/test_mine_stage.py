@@ -43,7 +43,9 @@ REPLIES_2 = {**REPLIES_1, "A": _answer(("preparing for a first marathon", 0.6)),
 
 
 def _config(**extra) -> MineConfig:
-    settings = {"ensemble": {"kind": "vote", "options": {"min_votes": 2}}, **extra}
+    # D fails on purpose (1 of 5 items; 1 of 2 in a shard): allowed by the threshold here.
+    settings = {"ensemble": {"kind": "vote", "options": {"min_votes": 2}},
+                "max_failed_share": 0.5, **extra}
     return MineConfig(miners=[{"backend": "scripted", "label": "one",
                                "options": {"replies": REPLIES_1, "price_per_token": 0.001}},
                               {"backend": "scripted", "label": "two",
@@ -112,10 +114,15 @@ def test_report_counts_tokens_dollars_and_failures(mined):
     assert result.counts["failed_items"] == 1
 
 
-def test_rerun_is_skipped_and_a_new_ensemble_rebuilds(mined):
+def test_rerun_asks_failed_items_again_is_then_skipped_and_a_new_ensemble_rebuilds(mined):
     tmp, dataset, _ = mined
     again = mine_stage(_config(), dataset, tmp / "interests", progress=False)
-    assert again.skipped
+    assert not again.skipped and again.counts["failed_items"] == 1  # D was asked again
+    fixed = {**REPLIES_1, "D": _answer(("frothing milk for lattes", 0.9))}
+    answered = MineConfig(miners=[{"backend": "scripted", "options": {"replies": fixed}}])
+    assert mine_stage(answered, dataset, tmp / "interests", progress=False).counts[
+        "failed_items"] == 0
+    assert mine_stage(answered, dataset, tmp / "interests", progress=False).skipped
     union = _config(ensemble={"kind": "union"})
     rebuilt = mine_stage(union, dataset, tmp / "interests", progress=False)
     assert not rebuilt.skipped
@@ -178,7 +185,7 @@ def test_users_asked_of_a_miner_see_only_titles_before_the_validation_target(tmp
     assert asked == {"u1": [ITEMS["A"], ITEMS["B"]], "u2": [ITEMS["E"]]}
     replies = {**REPLIES_1, "u1": _answer(("an active outdoor life", 0.8)), "u2": "no"}
     cfg = MineConfig(miners=[{"backend": "scripted", "options": {"replies": replies}}],
-                     users="miner")
+                     users="miner", max_failed_share=0.5)
     result = mine_stage(cfg, dataset, tmp_path / "interests", progress=False)
     users = {u["user"]: u for u in _rows(result.path, "users.jsonl")}
     assert users["u1"]["descriptors"] == [{"text": "an active outdoor life", "confidence": 0.8}]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -257,7 +256,7 @@ torch.save(out, sys.argv[2])
 
 
 @pytest.fixture(scope="module")
-def triton_results(tmp_path_factory):
+def triton_results(tmp_path_factory, run_proc):
     if not HAS_TRITON:
         pytest.skip("triton is not installed (pip install 'deepinterest[triton]')")
     tmp = tmp_path_factory.mktemp("triton")
@@ -266,10 +265,8 @@ def triton_results(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "DEEPINTEREST_KERNEL"}
     pythonpath = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     env.update(TRITON_INTERPRET="1", PYTHONPATH=pythonpath)
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp / "in.pt"), str(tmp / "out.pt")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    proc = run_proc([sys.executable, "-c", _CHILD, str(tmp / "in.pt"), str(tmp / "out.pt")],
+                    env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return cases, torch.load(tmp / "out.pt")
 
@@ -375,12 +372,10 @@ def test_triton_gpu_matches_reference(n, k, d):
 # --------------------------------------------------------------------------- benchmark script
 
 
-def test_benchmark_script_exits_cleanly_without_gpu():
+def test_benchmark_script_exits_cleanly_without_gpu(run_proc):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the benchmark would run for real")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_nearest.py"), "--n", "1000", "--k", "64", "--d", "16"],
-        capture_output=True, text=True, timeout=120,
-    )
+    proc = run_proc([sys.executable, str(REPO / "benchmarks" / "gpu_nearest.py"), "--n", "1000",
+                     "--k", "64", "--d", "16"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no CUDA GPU" in proc.stdout

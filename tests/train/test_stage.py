@@ -61,7 +61,7 @@ def test_unknown_user_and_stage_are_clear_errors(tiny_run):
     assert result.exit_code == 2 and "--stage sft or --stage rl" in result.output
 
 
-def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path):
+def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path, run_proc):
     """Two gloo ranks run `di train`; rank 0 alone clears and writes, and the result is reusable."""
     import os
     import shutil
@@ -83,7 +83,7 @@ def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path
            "--master_addr", "127.0.0.1", "--master_port", str(port),
            "-m", "deepinterest", "train", "--config", str(cfg), "--workdir", str(work), "--epochs", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_proc(cmd, env=env, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("[train-sft] done") == 1  # rank 0 reports for both
     sft = work / "sft"

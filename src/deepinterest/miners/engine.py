@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import mimetypes
 import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -48,10 +50,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DeepInterestError, require
+from ..secrets import check_env_name
 from .base import MineRequest, MineResult, Task
 from .cache import MiningCache, Reply, cache_key
 from .cost import Price, price_for, warn_unpriced
@@ -97,6 +100,11 @@ class RemoteOptions(BaseModel):
                               "$DEEPINTEREST_CACHE or ~/.cache/deepinterest)")
     use_cache: bool = True
     progress: bool = True
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return value if value is None else check_env_name(value)
 
 
 def build_options(model: type[RemoteOptions], options: dict[str, Any], *,
@@ -302,6 +310,24 @@ def scrub(text: str, secret: str) -> str:
     return _KEYLIKE.sub("[redacted]", text)
 
 
+def is_local(url: str | None) -> bool:
+    """True for a base_url on this machine or a private network (loopback, 10/8,
+    192.168/16, ``*.local``...); None (the provider's own API) is remote."""
+    if url is None:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host in {"localhost", "0.0.0.0"} or host.endswith((".local", ".localhost")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a public host name
+        return False
+    return address.is_loopback or address.is_private
+
+
 def public_url(url: str | None) -> str | None:
     """``url`` without credentials or query (which may hold a key), for cache keys."""
     if url is None:
@@ -370,6 +396,7 @@ class RemoteMiner:
         if self.price is None and self.options.budget_usd is not None:
             raise ConfigError(f"{self.backend} miner: a budget needs the price of {self.model!r}, "
                               "which prices.toml does not list; set the prices option")
+        self._warned_key = False
         self._api_key()  # fail now, not mid-run, when the key is missing
         self.cache = (MiningCache(self.options.cache) if self.options.use_cache else None)
         self.budget = Budget(self.options.budget_usd)
@@ -426,12 +453,25 @@ class RemoteMiner:
             await run.client.close()
 
     def _api_key(self) -> str:
+        """The key from its environment variable; unset is an error for a remote endpoint
+        and, when named by ``api_key_env``, a warning for a local server (which often takes
+        none). Messages name the variable, never a value."""
         name = self.options.api_key_env or self.key_env_var
         key = os.environ.get(name, "")
-        if not key and self.options.base_url is None:
-            raise ConfigError(f"{self.backend} miner: set the environment variable {name} to "
-                              "your API key (or api_key_env to the name of another variable)")
-        return key or "none"  # servers at a base_url often take no key
+        if key:
+            return key
+        if not is_local(self.options.base_url):
+            where = (f"the endpoint {public_url(self.options.base_url)}"
+                     if self.options.base_url else f"the {self.backend} API")
+            raise ConfigError(f"{self.backend} miner: the environment variable {name} is not "
+                              f"set; {where} needs an API key: set {name} (or api_key_env to "
+                              "the name of another variable)")
+        if self.options.api_key_env and not self._warned_key:
+            self._warned_key = True
+            warnings.warn(f"{self.backend} miner: the environment variable {name} "
+                          "(api_key_env) is not set; asking the local server without a key",
+                          stacklevel=3)
+        return "none"  # a local server that takes no key ignores it
 
     def _cache_options(self) -> dict[str, Any]:
         chosen = self.options.model_dump(include=set(self.answer_options))

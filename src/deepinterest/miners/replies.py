@@ -40,6 +40,11 @@ def to_result(request: MineRequest, reply: Reply, *, backend: str, model: str,
             answer = None
         if answer is None:
             return failure(request, str(exc), **meta, **usage)
+        if isinstance(answer, Interests) and not answer.descriptors:
+            # A repair that keeps nothing is a cut-off reply, not an answer of "none":
+            # it must fail (and stay out of the cache) so a rerun asks again.
+            return failure(request, f"{exc}; the reply was cut off before its first "
+                           "complete descriptor", **meta, **usage)
         extra["repaired"] = True
     if isinstance(answer, Interests):
         answer = drop_copies(answer, request.evidence)

@@ -7,6 +7,11 @@ go through the same parsing as every backend's (:mod:`.replies`), so a
 malformed scripted reply fails exactly as a model's would. Token counts are
 whitespace words, and cost is ``price_per_token`` times their sum, so cost
 accounting can be tested without a model.
+
+:func:`planted_replies` scripts the *oracle* of a synthetic dataset: each item
+answered with its planted motivation phrases, read from the answer key that
+no real miner sees. It measures a ceiling (what perfect interests would give)
+and is never a default.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from ..data.model import Dataset
 from .base import MineRequest, MineResult
 from .cache import Reply
 from .prompts import prompt_for
@@ -76,3 +82,19 @@ class ScriptedMiner:
 
     def mine(self, requests: Sequence[MineRequest]) -> list[MineResult]:
         return [self._one(request) for request in requests]
+
+
+def planted_replies(dataset: Dataset) -> dict[str, str]:
+    """Per item, a reply naming exactly its planted motivation phrases (the oracle).
+
+    Only a dataset from the synthetic generator has an answer key
+    (``attributes["planted"]``); any other is an error.
+    """
+    planted = dataset.attributes.get("planted")
+    if not planted:
+        raise ValueError(f"dataset {dataset.name!r} has no planted motivations: only the "
+                         "embedded synthetic dataset has an answer key for an oracle")
+    phrase = {m["id"]: m["phrase"] for m in planted["motivations"]}
+    return {item: json.dumps({"descriptors": [{"text": phrase[m], "confidence": 1.0}
+                                              for m in info["motivations"]]})
+            for item, info in planted["items"].items()}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .. import registry
 from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
 from ..data.model import Dataset, Item, load_dataset
 from ..errors import DeepInterestError
+from ..secrets import redact
 from .base import MineRequest, MineResult, item_evidence
 from .users import aggregate_user_interests, asked_user_interests
 
@@ -106,7 +108,7 @@ def _answer_record(result: MineResult, options: dict[str, Any]) -> dict[str, Any
     record = result.record()
     for key in ("key", "task"):
         record.pop(key)
-    return {**record, "options": options}
+    return {**record, "options": redact(options)}
 
 
 def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
@@ -203,7 +205,8 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
         raise DeepInterestError("no miners configured: add one to [[mine.miners]] or use "
                                 "--backend (e.g. --backend embedding)")
     out = check_output(out, MINE_STAGE, force=force)
-    config = cfg.model_dump(mode="json", exclude={"cache"})
+    # The failure threshold decides whether an artifact is written, not what it holds.
+    config = cfg.model_dump(mode="json", exclude={"cache", "max_failed_share"})
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
 
     def build(folder: Path) -> dict[str, Any]:
@@ -213,6 +216,7 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
         captions = {r.key: r.answer.caption for r in captioned if r.ok}
         answers = ask_miners(cfg, item_requests(items, captions), progress)
         rows = item_rows(items, answers, cfg, captions)
+        check_failures(rows, cfg.max_failed_share)
         for row in rows:
             row["caption"] = captions.get(row["item"])
         if captioned:
@@ -221,7 +225,34 @@ def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = F
         users = cfg.shard is None and cfg.users != "none"
         return write_artifact(folder, dataset, rows, answers, cfg, users=users)
 
-    return run_stage(Stage(MINE_STAGE, out, config, inputs, force), build)
+    return run_stage(Stage(MINE_STAGE, out, config, inputs, force, retry=_has_failures), build)
+
+
+def _has_failures(manifest: dict[str, Any]) -> bool:
+    return manifest.get("counts", {}).get("failed_items", 0) > 0
+
+
+def failed(row: dict[str, Any]) -> bool:
+    """An item that got no descriptors because every miner failed on it."""
+    return not row["descriptors"] and bool(row["failures"])
+
+
+def check_failures(rows: list[dict[str, Any]], max_share: float) -> None:
+    """Refuse to write an artifact in which more than ``max_share`` of the items failed.
+
+    Answers that came back are in the answer cache, so a rerun asks only the
+    failed items again; the previous artifact, if any, stays as it was.
+    """
+    bad = [row for row in rows if failed(row)]
+    if not rows or len(bad) <= max_share * len(rows):
+        return
+    reasons = Counter(f["error"].split("\n")[0][:120] for row in bad for f in row["failures"])
+    top = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(3))
+    raise DeepInterestError(
+        f"mining failed for {len(bad)} of {len(rows)} items ({len(bad) / len(rows):.0%}, "
+        f"more than mine.max_failed_share = {max_share:.0%}); most common reasons: {top}. "
+        "Nothing was written; answers that came back are cached, so a rerun asks only "
+        "the failed items again")
 
 
 def selected_items(dataset: Dataset, cfg) -> list[Item]:
@@ -244,5 +275,5 @@ def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cf
     report = build_report(dataset, rows, answers)
     (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return {"items": len(rows), "users": len(user_rows),
-            "failed_items": sum(1 for r in rows if not r["descriptors"] and r["failures"]),
+            "failed_items": sum(1 for r in rows if failed(r)),
             "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4)}
