@@ -106,3 +106,61 @@ def test_tokenize_help_shows_the_table_name():
     result = runner.invoke(app, ["tokenize", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert re.search(r"run config whose\s+\[tokenize\]\s+table is used", result.output)
+
+
+# ---------------------------------------------------------------- run folders, caches, k
+
+
+@pytest.mark.parametrize("workdir", [".", "..", "runs/.."])
+def test_a_workdir_that_is_no_run_folder_of_its_own_is_refused(workdir, tmp_path, monkeypatch):
+    from deepinterest.config import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    _fails_cleanly(runner.invoke(app, ["run", "--workdir", workdir]),
+                   "is not a run folder of its own")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="not a run folder of its own"):
+        RunConfig(workdir=workdir)
+
+
+def test_a_cache_variable_naming_a_file_is_a_message(tmp_path, monkeypatch):
+    from deepinterest.errors import DeepInterestError
+    from deepinterest.paths import answer_cache, embedding_cache
+
+    target = tmp_path / "cache.sqlite"
+    target.write_text("")
+    monkeypatch.setenv("DEEPINTEREST_CACHE", str(target))
+    for where in (answer_cache, embedding_cache):
+        with pytest.raises(DeepInterestError, match="must name a folder"):
+            where()
+    monkeypatch.setenv("DEEPINTEREST_CACHE", str(tmp_path / "new"))
+    assert answer_cache() == tmp_path / "new" / "mining.sqlite"
+
+
+def test_a_beam_below_the_largest_k_is_refused(tmp_path):
+    from deepinterest.config import EvalConfig
+
+    with pytest.raises(ValueError, match=r"HR@10 would be capped at HR@5"):
+        EvalConfig(ks=[5, 10], beam=5)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[eval]\nks = [5, 10]\nbeam = 5\n")
+    _fails_cleanly(runner.invoke(app, ["run", "--config", str(cfg)]), "key 'eval'", "beam")
+
+
+@pytest.mark.parametrize("weight", ["nan", "inf", "0", "-1"])
+def test_reward_weights_that_are_not_finite_and_positive_are_refused_at_load(weight, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[train.rl]\nrewards = [{{ name = "exact", weight = {weight} }}]\n')
+    _fails_cleanly(runner.invoke(app, ["run", "--config", str(cfg)]), "weight")
+
+
+def test_a_plugin_that_fails_to_import_is_named_with_its_package(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from deepinterest import registry
+    from deepinterest.errors import DeepInterestError
+
+    broken = EntryPoint("broken", "no_such_module_xyz:Thing", "deepinterest.quantizers")
+    monkeypatch.setattr(registry, "available", lambda kind: {"broken": broken})
+    with pytest.raises(DeepInterestError, match=r"'no_such_module_xyz:Thing'.*failed to import"):
+        registry.get("quantizers", "broken")

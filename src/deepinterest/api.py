@@ -247,6 +247,8 @@ class Recommender:
     def _recommend(self, histories, users, k: int) -> list[list[Recommendation]]:
         from .train.generative_eval import recommend
 
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise DeepInterestError(f"k must be a whole number of items; got {k!r}")
         if not 1 <= k <= self.beam:
             raise DeepInterestError(f"k must be between 1 and the beam width ({self.beam}); "
                                     f"got {k}")

@@ -82,6 +82,15 @@ class EvalConfig(StrictModel):
             raise ValueError("ks must be a non-empty list of positive integers")
         return sorted(set(ks))
 
+    @model_validator(mode="after")
+    def _beam_covers_ks(self) -> EvalConfig:
+        # A beam of b ranks only b items: HR@K for K > b would silently equal HR@b.
+        if self.beam < max(self.ks):
+            raise ValueError(f"beam ({self.beam}) is below the largest K in ks "
+                             f"({max(self.ks)}): HR@{max(self.ks)} would be capped at "
+                             f"HR@{self.beam}; set beam >= {max(self.ks)} or drop that K")
+        return self
+
 
 class EncoderConfig(StrictModel):
     """Text encoder for item embeddings (docs/tokenizers.md)."""
@@ -203,7 +212,9 @@ class RewardSpec(StrictModel):
 
     name: str = Field(description="registered reward: exact, valid, prefix, rank, interest, "
                       "quality, paper, composite or a plugin's name")
-    weight: float = Field(1.0, description="its weight in the sum")
+    weight: float = Field(1.0, gt=0.0, allow_inf_nan=False,
+                          description="its weight in the sum (finite, above 0; drop a reward "
+                          "rather than weighting it 0)")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="keyword options of the reward (the catalogue, "
                                     "interests and group size are passed for you)")
@@ -448,6 +459,10 @@ class RunConfig(StrictModel):
         # Path("") is the current folder: an empty value would spread a run's folders there.
         if isinstance(value, str) and not value.strip():
             raise ValueError("workdir is empty; name the run folder, e.g. runs/NAME")
+        # "." or ".." would spread the run's stage folders over an existing folder.
+        if isinstance(value, (str, Path)) and Path(value).name in ("", ".", ".."):
+            raise ValueError(f"workdir {str(value)!r} is not a run folder of its own; name "
+                             "a new or earlier run folder, e.g. runs/NAME")
         return value
 
 

@@ -40,7 +40,15 @@ def get(kind: str, name: str) -> Any:
     if name not in found:
         names = ", ".join(sorted(found)) or "none (is the package installed with pip?)"
         raise DeepInterestError(f"no {kind[:-1]} named {name!r}; available: {names}")
-    return found[name].load()
+    entry = found[name]
+    try:
+        return entry.load()
+    except Exception as exc:  # noqa: BLE001 - any failure inside a plugin's import
+        package = entry.dist.name if entry.dist is not None else "its package"
+        raise DeepInterestError(
+            f"the {kind[:-1]} {name!r} (entry point {entry.value!r} of the package "
+            f"{package!r}) failed to import: {type(exc).__name__}: {exc}; reinstall or fix "
+            f"{package}, or uninstall it") from exc
 
 
 def check_options(factory: Callable[..., Any], options: dict[str, Any], *, what: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -44,8 +43,9 @@ class Reply:
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("DEEPINTEREST_CACHE") or Path.home() / ".cache" / "deepinterest"
-    return Path(root) / "mining.sqlite"
+    from ..paths import answer_cache
+
+    return answer_cache()
 
 
 def cache_key(backend: str, model: str, prompt_version: str, options: dict[str, Any],

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import random
 import tomllib
 from collections import Counter
@@ -51,8 +50,9 @@ _PACKAGED_FILE = "motivations.toml"
 
 def default_embedding_cache() -> Path:
     """The embedding cache the tokenize stage uses too (docs/tokenizers.md)."""
-    root = os.environ.get("DEEPINTEREST_CACHE") or Path.home() / ".cache" / "deepinterest"
-    return Path(root) / "embeddings"
+    from ..paths import embedding_cache
+
+    return embedding_cache()
 
 
 @functools.lru_cache(maxsize=4)

@@ -36,7 +36,6 @@ decoder trie needs no special case. Rewards ignore the suffix either way.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections import Counter
@@ -86,8 +85,9 @@ def auto_codebook_size(n_items: int) -> int:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("DEEPINTEREST_CACHE") or Path.home() / ".cache" / "deepinterest"
-    return Path(root) / "embeddings"
+    from ..paths import embedding_cache
+
+    return embedding_cache()
 
 
 def item_texts(items: list[Item], fields: list[str]) -> list[str]:
