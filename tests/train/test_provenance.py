@@ -123,3 +123,29 @@ def test_a_last_that_cannot_be_resumed_restarts_cleanly(runs, tmp_path, damage):
     assert json.loads((work / "sft" / "metrics.json").read_text())["epochs_run"] == 2
     again = runner.invoke(app, ["train", "--config", str(cfg)])
     assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_a_checkpoint_that_records_no_provenance_is_refused(runs, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(runs / "a" / "sft" / "best", bare)
+    (bare / "sft.json").unlink()
+    result = runner.invoke(app, ["eval", "--config", str(runs / "a.toml"),
+                                 "--checkpoint", str(bare)])
+    assert result.exit_code == 2 and "records no dataset or SIDs fingerprint" in result.output
+
+
+def test_an_unfinished_sft_is_not_served_or_evaluated(runs, tmp_path):
+    from deepinterest.api import load_recommender
+    from deepinterest.errors import DeepInterestError
+
+    work = tmp_path / "killed"
+    shutil.copytree(runs / "a", work)
+    (work / "sft" / "manifest.json").unlink()  # as a killed training leaves it
+    cfg = tmp_path / "killed.toml"
+    cfg.write_text((runs / "a.toml").read_text().replace(str(runs / "a"), str(work)))
+    with pytest.raises(DeepInterestError, match="has not finished"):
+        load_recommender(cfg)
+    user = load_dataset(work / "dataset").users[0].id
+    for args in (["eval"], ["recommend", "--user", user]):
+        result = runner.invoke(app, [*args, "--config", str(cfg)])
+        assert result.exit_code == 2 and "has not finished" in result.output, result.output

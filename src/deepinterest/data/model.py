@@ -68,9 +68,6 @@ class Dataset:
         if len(self._index) != len(self.items):
             raise ValueError(f"dataset {self.name!r} has duplicate item ids")
 
-    def item_index(self, item_id: str) -> int:
-        return self._index[item_id]
-
     @property
     def num_interactions(self) -> int:
         return sum(len(u.items) for u in self.users)

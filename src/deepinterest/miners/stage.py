@@ -30,6 +30,8 @@ from ..data.model import Dataset, Item, load_dataset
 from ..errors import DeepInterestError
 from ..secrets import redact
 from .base import MineRequest, MineResult, item_evidence
+from .ensemble import Ensembler
+from .labels import Labeler
 from .users import aggregate_user_interests, asked_user_interests
 
 ITEMS_FILE, USERS_FILE, REPORT_FILE = "items.jsonl", "users.jsonl", "report.json"
@@ -111,9 +113,18 @@ def _answer_record(result: MineResult, options: dict[str, Any]) -> dict[str, Any
     return {**record, "options": redact(options)}
 
 
+def _contract(component: Any, protocol: type, what: str, method: str) -> Any:
+    """``component`` when it has the contract's method, else an error naming it (a plugin)."""
+    if not isinstance(component, protocol):
+        raise DeepInterestError(f"{what} ({type(component).__name__}) does not meet the "
+                                f"contract: it needs a method {method}")
+    return component
+
+
 def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
     """Each item's answers (by miner) ensembled by the configured ensembler."""
-    ensembler = registry.create("ensemblers", spec.kind, **spec.options)
+    ensembler = _contract(registry.create("ensemblers", spec.kind, **spec.options), Ensembler,
+                          f"ensembler {spec.kind!r}", "combine(answers)")
     if hasattr(ensembler, "combine_many"):  # embeds all descriptor texts at once
         return ensembler.combine_many(per_item)
     return [ensembler.combine(answers) for answers in per_item]
@@ -141,7 +152,8 @@ def _taught_labels(spec, labeler, evidence: list[dict], texts: list[list[str]]) 
 def label_items(spec, items: list[Item], ensembled: list[list], captions: dict[str, str]
                 ) -> list[list[dict[str, Any]]]:
     """Each ensembled descriptor as a record with its reward label and probability."""
-    labeler = registry.create("labelers", spec.kind, **spec.options)
+    labeler = _contract(registry.create("labelers", spec.kind, **spec.options), Labeler,
+                        f"labeler {spec.kind!r}", "label(evidence_list, descriptors_list)")
     evidence = [item_evidence(it.fields, captions.get(it.id)) for it in items]
     texts = [[d.text for d in descriptors] for descriptors in ensembled]
     if spec.teacher is not None:

@@ -35,7 +35,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -77,10 +77,6 @@ class FitReport:
     iterations: tuple[int, ...] = ()
     repaired: tuple[int, ...] = ()
     history: list[dict[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (for manifests and result records)."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

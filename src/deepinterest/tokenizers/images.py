@@ -40,14 +40,16 @@ from typing import Any
 import numpy as np
 
 from ..data.model import Item
+from ..encoders.image import ImageEncoder
 from ..errors import DeepInterestError
 
 IMAGE_MAP_FILE = "image_map.npy"
 IMAGE_FIELDS = ("image_weight", "image_encoder", "image_ridge")
 
 
-def build_image_encoder(name: str) -> Any:
-    """The image encoder the tokenize stage uses (a seam for tests and other encoders)."""
+def build_image_encoder(name: str) -> ImageEncoder:
+    """The image encoder the tokenize stage uses (a seam for tests and other encoders:
+    anything meeting the :class:`~deepinterest.encoders.image.ImageEncoder` contract)."""
     from ..encoders.image import CLIPImageEncoder
 
     return CLIPImageEncoder(name)

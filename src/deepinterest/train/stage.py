@@ -37,7 +37,6 @@ import contextlib
 import json
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -318,14 +317,20 @@ def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path,
     """Refuse a checkpoint trained on another dataset or other SIDs than the run's.
 
     A catalogue of the same shape would load and score, and the numbers would
-    mean nothing. Checkpoints that record nothing (made outside a ``di train``
-    stage) get a warning instead.
+    mean nothing. Checkpoints that record nothing are refused too, and so is a
+    checkpoint of a training folder whose run has not finished (no manifest).
     """
     recorded = _recorded_inputs(checkpoint)
     if recorded is None:
-        warnings.warn(f"{checkpoint}: records no dataset or SIDs fingerprint, so it cannot be "
-                      "checked against this run's", stacklevel=2)
-        return
+        raise DeepInterestError(
+            f"{checkpoint}: records no dataset or SIDs fingerprint (no sft.json or rl.json, "
+            "no stage manifest), so it cannot be checked against this run's; use a "
+            "checkpoint that `di train` wrote, or train again")
+    training = checkpoint.parent
+    if (training / STAGE_MARKER).is_file() and not (training / MANIFEST).is_file():
+        raise DeepInterestError(
+            f"{training}: its training has not finished (no {MANIFEST}: stopped or killed); "
+            "rerun `di train` (or `di run`) to resume it")
     found = fingerprints or _run_fingerprints(dataset_dir, sids_dir)
     current = {"dataset": (dataset_dir, found["dataset"]), "sids": (sids_dir, found["sids"])}
     for key, (folder, fingerprint) in current.items():
