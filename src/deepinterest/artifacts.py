@@ -3,8 +3,9 @@
 Each stage writes one folder holding its outputs and a ``manifest.json`` with
 the stage name, the resolved config, the fingerprints of its inputs, the
 package version, counts and timings. A stage whose manifest shows the same
-config and input fingerprints is skipped (:func:`is_up_to_date`), so an
-interrupted ``di run`` resumes where it stopped.
+config and input fingerprints, and whose files still match the fingerprint it
+recorded of them, is skipped (:func:`is_up_to_date`), so an interrupted
+``di run`` resumes where it stopped and a damaged artifact is rebuilt.
 
 Writes are atomic: a stage fills a temporary sibling folder and renames it
 into place only when everything (manifest last) is written. A failed stage
@@ -314,10 +315,17 @@ def is_up_to_date(folder: str | Path, *, config: dict[str, Any], inputs: dict[st
     """True when ``folder`` holds a complete artifact built from this config and these inputs."""
     try:
         manifest = read_manifest(folder)
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return False
     same_config = manifest.get("config_fingerprint") == fingerprint_value(redact(config))
-    return same_config and manifest.get("inputs") == inputs
+    return same_config and manifest.get("inputs") == inputs and intact(folder, manifest)
+
+
+def intact(folder: str | Path, manifest: dict[str, Any]) -> bool:
+    """Whether the files of an artifact are those its manifest fingerprinted: a truncated
+    ``items.jsonl`` or damaged weights make the stage run again instead of being used."""
+    outputs = [p for p in Path(folder).iterdir() if p.name != MANIFEST]
+    return manifest.get("fingerprint") == fingerprint_paths(outputs)
 
 
 # -- the stage runner: one home for the sequence every stage follows ----------

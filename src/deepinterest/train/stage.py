@@ -37,6 +37,7 @@ import contextlib
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,12 @@ def _start_folder(out: Path, key: dict[str, Any]) -> None:
     marker = out / STAGE_MARKER
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         if json.loads(marker.read_text("utf-8")) == key:
-            return
+            if not (out / MANIFEST).is_file():
+                return  # unfinished work of this config: resume it
+            # Finished with this config, yet not up to date: its files changed since
+            # (damaged weights, say), so nothing in it can be trusted to resume from.
+            warnings.warn(f"{out}: its files changed after training finished; training "
+                          "starts over", stacklevel=3)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     atomic_write_text(marker, json.dumps(key, indent=2) + "\n")
