@@ -70,6 +70,10 @@ def parse_args() -> argparse.Namespace:
                    help="config: the config's miners; oracle: the scripted miner answering "
                    "each item with its planted phrases (the embedded dataset's answer key: a "
                    "ceiling, never a method; record and folder names get -oracle)")
+    p.add_argument("--all-labels", action="store_true",
+                   help="tokenize.interest_labels = all: every mined descriptor joins the "
+                   "SIDs, also those the labeler marked negative (record and folder names "
+                   "get -alllabels)")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -88,7 +92,9 @@ def slot_suffix(cfg: RunConfig) -> str:
     own names."""
     w = cfg.tokenize.collab_weight
     oracle = any(m.label == "oracle" for m in cfg.mine.miners)
-    return (f"-collab{w:g}" if w else "") + ("-oracle" if oracle else "")
+    every = cfg.tokenize.interest_labels == "all"
+    return (f"-collab{w:g}" if w else "") + ("-oracle" if oracle else "") \
+        + ("-alllabels" if every else "")
 
 
 def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:
@@ -148,6 +154,8 @@ def main() -> None:
         base.train.sft.seed = base.train.rl.seed = args.seed
     if args.collab_weight:
         base.tokenize.collab_weight = args.collab_weight
+    if args.all_labels:
+        base.tokenize.interest_labels = "all"
     if args.miner == "oracle":
         base.mine.miners = [oracle_miner(base, args.workdir / "answer-key")]
     args.tag = "-".join(filter(None, [slot_suffix(base)[1:], args.tag]))

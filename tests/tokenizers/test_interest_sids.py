@@ -60,6 +60,7 @@ def _mine(dataset: Path, out: Path, shift: int = 0):
     cfg = MineConfig(miners=[{"backend": "scripted", "options": {"replies": _replies(ids, shift),
                                                                  "retries": 0}}],
                      ensemble={"kind": "union"}, users="none", limit=MINED,
+                     max_failed_share=0.2,  # every 7th item fails on purpose
                      labeler={"kind": "judge", "options": {
                          "miner": "scripted", "miner_options": {"judge_pattern": [1, 0, 1]}}})
     return mine_stage(cfg, dataset, out, progress=False)
