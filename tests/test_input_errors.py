@@ -164,3 +164,14 @@ def test_a_plugin_that_fails_to_import_is_named_with_its_package(monkeypatch):
     monkeypatch.setattr(registry, "available", lambda kind: {"broken": broken})
     with pytest.raises(DeepInterestError, match=r"'no_such_module_xyz:Thing'.*failed to import"):
         registry.get("quantizers", "broken")
+
+
+def test_a_catalogue_smaller_than_the_largest_k_fails_before_training(tmp_path):
+    src = _p5(tmp_path / "src", "item_id:token\ttitle:token\n" +
+              "".join(f"{i}\tthing {i}\n" for i in "ABCDEF"),
+              "u1 A B C D E\nu2 B C D E F\nu3 F E D C B\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'workdir = "{tmp_path / "work"}"\n[data]\nsource = "{src}"\n')
+    _fails_cleanly(runner.invoke(app, ["run", "--config", str(cfg)]),
+                   "the catalogue has 6 items, fewer than the largest K in eval.ks (10)")
+    assert not (tmp_path / "work" / "sft").exists()

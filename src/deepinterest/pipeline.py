@@ -98,7 +98,13 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
 # `di run` and a stage run alone cannot drift apart.
 
 def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return api.prepare_data(cfg.data, run.dataset)
+    result = api.prepare_data(cfg.data, run.dataset)
+    items = len(load_dataset(result.path).items)
+    if items < max(cfg.eval.ks):  # found now, not after training, when the metrics fail
+        raise DeepInterestError(f"the catalogue has {items} items, fewer than the largest K "
+                                f"in eval.ks ({max(cfg.eval.ks)}): set [eval] ks to values "
+                                f"of at most {items}")
+    return result
 
 
 def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
