@@ -85,7 +85,7 @@ def test_recommend_matches_the_command(tiny):
     out = CliRunner().invoke(app, ["recommend", "--workdir", str(cfg.workdir), "--user", user,
                                    "-k", "4"])
     assert out.exit_code == 0, out.output
-    assert [line.split()[2] for line in out.output.splitlines()] == [r.item for r in recs]
+    assert [line.split()[2] for line in out.output.splitlines()[2:]] == [r.item for r in recs]
 
 
 def test_recommender_refuses_bad_input(tiny):

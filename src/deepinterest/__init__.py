@@ -32,7 +32,6 @@ openai, ...) are imported inside the calls that need them, so ``import
 deepinterest`` stays cheap.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
 
 from .api import (
     Recommendation,
@@ -58,10 +57,7 @@ from .data.model import Dataset, load_dataset
 from .errors import DeepInterestError
 from .registry import available, create, kinds
 
-try:
-    __version__ = _version("deepinterest")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+local"
+from .version import __version__
 
 __all__ = [
     # configs

@@ -292,7 +292,7 @@ def write_manifest(
     seconds: float,
 ) -> dict[str, Any]:
     """Write ``manifest.json`` last, with a fingerprint of every other file in ``folder``."""
-    from . import __version__
+    from .version import __version__
 
     outputs = [p for p in folder.iterdir() if p.name != MANIFEST]
     config = redact(config)  # a key typed into an option is never written (secrets.py)

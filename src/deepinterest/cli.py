@@ -320,9 +320,14 @@ def recommend_cmd(
     from .api import recommend
 
     cfg = _run_config(config, workdir)
-    for row in recommend(user, cfg, k=k, checkpoint=checkpoint):
+    rows = recommend(user, cfg, k=k, checkpoint=checkpoint)
+    served = checkpoint or RunLayout(cfg.workdir).final_checkpoint(cfg.train.rl.enabled)
+    typer.echo(f"top {k} for {user} from {served}; score = log-probability of the item's "
+               "semantic ID (higher is better), sid = its codes")
+    typer.echo(f"{'rank':>4}  {'score':>8}  {'item':<12} {'sid':<16} title")
+    for row in rows:
         sid = "-".join(str(c) for c in row.sid)
-        typer.echo(f"{row.rank:>3}  {row.score:8.3f}  {row.item:<12} {sid:<16} "
+        typer.echo(f"{row.rank:>4}  {row.score:8.3f}  {row.item:<12} {sid:<16} "
                    f"{row.title[:70]}")
 
 
@@ -363,7 +368,7 @@ def _print_metrics(path: Path) -> None:
 @app.command("version")
 def version() -> None:
     """Print the package version."""
-    from . import __version__
+    from .version import __version__
 
     typer.echo(__version__)
 

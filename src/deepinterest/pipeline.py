@@ -27,7 +27,7 @@ from .artifacts import (
     run_stage,
     stage_lock,
 )
-from . import api
+from . import stages
 from .config import RunConfig, save_config
 from .errors import DeepInterestError
 from .data.model import load_dataset
@@ -94,11 +94,11 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
     return result
 
 
-# Each step is the public call of its stage on this run's folders (deepinterest.api), so
+# Each step is the public call of its stage on this run's folders (deepinterest.stages), so
 # `di run` and a stage run alone cannot drift apart.
 
 def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    result = api.prepare_data(cfg.data, run.dataset)
+    result = stages.prepare_data(cfg.data, run.dataset)
     items = len(load_dataset(result.path).items)
     if items < max(cfg.eval.ks):  # found now, not after training, when the metrics fail
         raise DeepInterestError(f"the catalogue has {items} items, fewer than the largest K "
@@ -110,7 +110,7 @@ def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 def _mine(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
     if not cfg.mine.miners:  # mining turned off: the chain goes on without interests
         return None
-    return api.mine_interests(run.dataset, run.interests, cfg.mine, progress=progress)
+    return stages.mine_interests(run.dataset, run.interests, cfg.mine, progress=progress)
 
 
 def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
@@ -122,21 +122,21 @@ def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
         raise DeepInterestError(f"tokenize.interests = {RUN_INTERESTS!r} uses the interests "
                                 "this run mines, but [mine] has no miners; add a miner, or "
                                 "name an interests folder, or unset tokenize.interests")
-    return api.tokenize_items(run.dataset, run.sids, cfg.tokenize, progress=progress)
+    return stages.tokenize_items(run.dataset, run.sids, cfg.tokenize, progress=progress)
 
 
 def _train_sft(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return api.train_sft(cfg, progress=progress)
+    return stages.train_sft(cfg, progress=progress)
 
 
 def _train_rl(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
     if not cfg.train.rl.enabled:
         return None
-    return api.train_rl(cfg, progress=progress)
+    return stages.train_rl(cfg, progress=progress)
 
 
 def _eval(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
-    return api.evaluate_run(cfg)
+    return stages.evaluate_run(cfg)
 
 
 def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:

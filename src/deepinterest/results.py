@@ -130,7 +130,7 @@ def write_record(
     ``command`` defaults to this process's :func:`command_line`; its paths are
     stored relative to ``root`` (default: :func:`repository_root`).
     """
-    from . import __version__
+    from .version import __version__
 
     record = ResultRecord(
         name=name,

@@ -45,7 +45,9 @@ def test_recommend_lists_k_distinct_items_with_titles(tiny_run):
     user = json.loads(users[0])["id"]
     result = runner.invoke(app, ["recommend", "--config", str(cfg), "--user", user, "-k", "5"])
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    head, columns, *lines = result.output.strip().splitlines()
+    assert "sft/best" in head and "log-probability" in head  # which model, what the score is
+    assert columns.split() == ["rank", "score", "item", "sid", "title"]
     assert len(lines) == 5 and [int(line.split()[0]) for line in lines] == [1, 2, 3, 4, 5]
     items = [line.split()[2] for line in lines]
     assert len(set(items)) == 5 and all(i.startswith("I") for i in items)

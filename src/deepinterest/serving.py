@@ -1,0 +1,110 @@
+"""Serving: top-K recommendations from a trained run (``di recommend``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .data.model import Dataset, load_dataset
+from .errors import DeepInterestError
+from .layout import RunLayout
+from .stages import ConfigLike, as_config
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: 1-based ``rank``, the dataset's ``item`` id, its ``title``,
+    the model's ``score`` (log-probability of the item's SID) and the ``sid`` codes."""
+
+    rank: int
+    item: str
+    title: str
+    score: float
+    sid: tuple[int, ...]
+
+
+class Recommender:
+    """A trained run loaded once, for many recommendations (``di recommend``).
+
+    Build it with ``load_recommender``. Histories longer than the run's
+    ``max_history`` keep their most recent items.
+    """
+
+    def __init__(self, dataset: Dataset, catalog: Any, backbone: Any, *, beam: int = 20,
+                 max_history: int = 20):
+        from .backbones.trie import SIDTrie
+
+        self.dataset, self.catalog, self.backbone = dataset, catalog, backbone
+        self.beam, self.max_history = beam, max_history
+        self._trie = SIDTrie.from_catalog(catalog)
+        self._items = {item.id: n for n, item in enumerate(dataset.items)}
+        self._users = {user.id: n for n, user in enumerate(dataset.users)}
+
+    def recommend(self, user: str, k: int = 10) -> list[Recommendation]:
+        """Top-``k`` next items for a user of the dataset, from their whole history."""
+        if user not in self._users:
+            raise DeepInterestError(f"unknown user {user!r}; the dataset has "
+                                    f"{len(self._users)} users")
+        row = self._users[user]
+        return self._recommend([self.dataset.users[row].items], [row], k)[0]
+
+    def recommend_histories(self, histories: Sequence[Sequence[str]],
+                            k: int = 10) -> list[list[Recommendation]]:
+        """Top-``k`` next items for each history of item ids (oldest first), e.g. for
+        users the dataset has never seen. Unknown item ids are an error."""
+        rows = []
+        for history in histories:
+            unknown = [i for i in history if i not in self._items]
+            if unknown or not history:
+                raise DeepInterestError(f"history {list(history)[:5]}: "
+                                        + (f"unknown item(s) {unknown[:5]}" if unknown
+                                           else "empty"))
+            rows.append(tuple(self._items[i] for i in history))
+        return self._recommend(rows, None, k)
+
+    def _recommend(self, histories, users, k: int) -> list[list[Recommendation]]:
+        from .train.generative_eval import recommend
+
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise DeepInterestError(f"k must be a whole number of items; got {k!r}")
+        if not 1 <= k <= self.beam:
+            raise DeepInterestError(f"k must be between 1 and the beam width ({self.beam}); "
+                                    f"got {k}")
+        recs = recommend(self.backbone, self.catalog, histories, users=users, beam=self.beam,
+                         topk=k, max_history=self.max_history, trie=self._trie)
+        return [[self._row(r, i, s) for r, (i, s) in enumerate(zip(items, scores)) if i >= 0]
+                for items, scores in zip(recs.items.tolist(), recs.scores.tolist())]
+
+    def _row(self, rank: int, item: int, score: float) -> Recommendation:
+        found = self.dataset.items[item]
+        return Recommendation(rank + 1, found.id, found.fields.get("title", ""), float(score),
+                              tuple(self.catalog.sids[item].tolist()))
+
+
+def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None = None,
+                     beam: int | None = None) -> Recommender:
+    """Load a finished run's checkpoint (default: what ``evaluate_run`` scores) with its
+    dataset and SIDs, after checking the checkpoint was trained on them."""
+    from .train.stage import check_provenance, load_catalog, load_checkpoint
+
+    cfg = as_config(config)
+    run_ = RunLayout(cfg.workdir)
+    checkpoint = Path(checkpoint or run_.final_checkpoint(cfg.train.rl.enabled))
+    if not checkpoint.is_dir():
+        raise DeepInterestError(f"no checkpoint at {checkpoint}; train the run first "
+                                "(di.run or di.train_sft)")
+    check_provenance(checkpoint, run_.dataset, run_.sids)
+    dataset = load_dataset(run_.dataset)
+    catalog = load_catalog(dataset, run_.sids)
+    return Recommender(dataset, catalog, load_checkpoint(checkpoint, catalog),
+                       beam=beam or cfg.eval.beam, max_history=cfg.split.max_history)
+
+
+def recommend(user: str, config: ConfigLike = None, *, k: int = 10,
+              checkpoint: str | Path | None = None) -> list[Recommendation]:
+    """Top-``k`` items for one user of a trained run (``di recommend --user``); load a
+    ``Recommender`` once instead when recommending for many."""
+    cfg = as_config(config)
+    return load_recommender(cfg, checkpoint=checkpoint,
+                            beam=max(cfg.eval.beam, k)).recommend(user, k)
