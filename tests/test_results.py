@@ -140,3 +140,15 @@ def test_curves_are_plotted_from_records_and_shown_on_the_page(tmp_path):
     assert build["plot_curves"](records, "e", tmp_path / "img" / "e.png") is None
     page = render_page(records, plots={"d": "img/d.png"})
     assert "](img/d.png)" in page.split("## e")[0] and page.count("](img/") == 1
+
+
+def test_ablation_records_over_seeds_get_mean_spread_and_range(tmp_path):
+    for name, value in (("d-ablation-2-x-oracle", 0.10), ("d-ablation-2-x-seed1-oracle", 0.14),
+                        ("d-ablation-2-x-seed2-oracle", 0.12), ("d-ablation-3-rl", 0.5)):
+        figures = {"valid ndcg@10": value, "test hr@10": value, "test ndcg@10": value}
+        write_record(name=name, dataset="d", method="m", figures=figures, seconds=1,
+                     command="c", directory=tmp_path)
+    page = render_page(load_records(tmp_path))
+    cell = "0.1200 ± 0.0200 (0.1000-0.1400)"
+    assert f"| d-ablation-2-x-oracle | 3 | {cell} | {cell} | {cell} |" in page
+    assert "| d-ablation-3-rl | 1 |" not in page  # one seed: nothing to spread

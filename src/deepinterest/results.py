@@ -247,6 +247,34 @@ def _ablation(records: list[ResultRecord]) -> list[str]:
             "miners in each record below):", ""] + lines + [""]
 
 
+SEED = re.compile(r"-seed\d+")
+SEED_KEYS = ("valid ndcg@10", "test hr@10", "test ndcg@10")
+
+
+def _seed_spread(records: list[ResultRecord]) -> list[str]:
+    """Ablation records run with several seeds (names that differ only in ``-seedN``;
+    no suffix is the config's seed): mean, standard deviation and range over seeds."""
+    groups: dict[str, list[ResultRecord]] = {}
+    for r in records:
+        if ABLATION_ROW.search(r.name):
+            groups.setdefault(SEED.sub("", r.name), []).append(r)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return []
+    head = ["record (seeds merged)", "seeds"] + [k.replace("ndcg", "NDCG").replace("hr", "HR")
+                                                 for k in SEED_KEYS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in sorted(groups, key=lambda n: (int(ABLATION_ROW.search(n).group(1)), n)):
+        cells = []
+        for key in SEED_KEYS:
+            values = [r.figures[key] for r in groups[name] if key in r.figures]
+            mean = sum(values) / len(values)
+            sd = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+            cells.append(f"{mean:.4f} ± {sd:.4f} ({min(values):.4f}-{max(values):.4f})")
+        lines.append(f"| {name} | {len(groups[name])} | " + " | ".join(cells) + " |")
+    return ["Over seeds (mean ± standard deviation, range):", ""] + lines + [""]
+
+
 def render_page(records: list[ResultRecord], *, preamble: str = "",
                 plots: dict[str, str] | None = None) -> str:
     """Markdown page with one section per dataset and one table per record; ``plots``
@@ -257,7 +285,8 @@ def render_page(records: list[ResultRecord], *, preamble: str = "",
         lines += [preamble.strip(), ""]
     for dataset in sorted({r.dataset for r in records}):
         section = [r for r in records if r.dataset == dataset]
-        lines += [f"## {dataset}", ""] + _summary(section) + _ablation(section)
+        lines += [f"## {dataset}", ""] + _summary(section) + _ablation(section) \
+            + _seed_spread(section)
         if plots and dataset in plots:
             lines += [f"![validation NDCG@10 against training minutes, {dataset}]"
                       f"({plots[dataset]})", ""]
