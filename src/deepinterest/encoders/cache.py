@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..artifacts import atomic_write_text
 from .base import TextEncoder

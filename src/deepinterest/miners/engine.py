@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..errors import ConfigError, DeepInterestError, require
 from ..secrets import check_env_name

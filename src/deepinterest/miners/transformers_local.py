@@ -418,7 +418,7 @@ class LocalMiner:
     # -- generation ---------------------------------------------------------------
 
     def _generate_missing(self, requests, missing, attempt, results) -> None:
-        from tqdm.auto import tqdm
+        from ..progress import bar as tqdm
 
         if not missing:
             return

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from ..progress import bar as tqdm
 
 from ..errors import DeepInterestError
 from .base import (

@@ -203,7 +203,7 @@ def global_batches(lengths: torch.Tensor, batch_size: int, *, seed: int, epoch: 
 def train_epoch(step: Callable[[torch.Tensor, int], Step | float], batches: list[torch.Tensor],
                 *, epoch: int, info: dd.DistInfo, progress: bool) -> EpochStats:
     """``step`` on this rank's slice of each global batch, with a progress bar."""
-    from tqdm.auto import tqdm
+    from ..progress import bar as tqdm
 
     start, seen = time.perf_counter(), 0
     sums: dict[str, list[float]] = {}  # name -> [weighted sum, weight]; "" is the loss
