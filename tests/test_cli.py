@@ -233,3 +233,15 @@ def test_train_stage_rl_refuses_a_users_rl_folder_and_keeps_files_beside_it(rl_r
     assert (work / "notes.txt").read_text() == "my notes"
     assert {p.name for p in work.iterdir()} == {"dataset", "interests", "sids", "sft", "rl",
                                                "notes.txt"}
+
+
+def test_help_lists_the_commands_in_pipeline_order():
+    import click
+    import typer
+
+    group = typer.main.get_command(app)
+    names = group.list_commands(click.Context(group))
+    assert names == ["data", "mine", "tokenize", "train", "eval", "recommend", "run", "version"]
+    out = CliRunner().invoke(app, ["--help"]).output
+    assert [out.index(f" {name} ") for name in names] == sorted(out.index(f" {name} ")
+                                                                 for name in names)

@@ -26,8 +26,19 @@ from .config import (
 from .errors import DeepInterestError
 from .layout import RunLayout
 
+# `di --help` lists the commands in pipeline order, not in the order they are defined.
+COMMAND_ORDER = ("data", "mine", "tokenize", "train", "eval", "recommend", "run", "version")
+
+
+class _PipelineOrder(typer.core.TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: n for n, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(help="deepinterest: generative recommendation with LLM-mined deep interests.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=_PipelineOrder)
 data_app = typer.Typer(help="Prepare and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
