@@ -175,3 +175,21 @@ def test_a_catalogue_smaller_than_the_largest_k_fails_before_training(tmp_path):
     _fails_cleanly(runner.invoke(app, ["run", "--config", str(cfg)]),
                    "the catalogue has 6 items, fewer than the largest K in eval.ks (10)")
     assert not (tmp_path / "work" / "sft").exists()
+
+
+def test_a_text_column_of_another_name_reaches_the_sids_and_the_miners(tmp_path):
+    from deepinterest.data.model import load_dataset
+    from deepinterest.miners.base import item_evidence
+
+    src = _p5(tmp_path / "src", "item_id:token\ttext:token_seq\nA\tred lipstick\n"
+              "B\tblue eyeliner\nC\tgreen nail polish\n")
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["data", "prepare", str(src), "--out", str(data)]).exit_code == 0
+    with pytest.warns(UserWarning, match=r"embedding the item table's fields \['text'\]"):
+        result = runner.invoke(app, ["tokenize", str(data), "--out", str(tmp_path / "sids"),
+                                     "--codebook-size", "2", "--levels", "1"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads((tmp_path / "sids" / "tokenizer.json").read_text())
+    assert spec["text_fields"] == ["text"]
+    item = load_dataset(data).items[0]
+    assert item_evidence(item.fields) == {"text": "red lipstick"}

@@ -85,8 +85,12 @@ class Miner(Protocol):
 
 
 def item_evidence(fields: dict[str, str], caption: str | None = None) -> dict[str, Any]:
-    """The evidence of an item: its known fields in :data:`EVIDENCE_FIELDS` order."""
+    """The evidence of an item: its known fields in :data:`EVIDENCE_FIELDS` order; an item
+    with none of them (a RecBole table whose text column is ``text``, say) shows its
+    other fields instead, in the table's order, so a miner never sees nothing."""
     evidence = {name: fields[name] for name in EVIDENCE_FIELDS if fields.get(name)}
+    if not evidence:
+        evidence = {name: value for name, value in fields.items() if value}
     if caption:
         evidence["caption"] = caption
     return evidence

@@ -169,7 +169,8 @@ def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: n
             handle.write(json.dumps({"item": item.id, "sid": sid}) + "\n")
     result.quantizer.save(folder / QUANTIZER_DIR)
     np.save(folder / "embeddings.npy", vectors.astype(np.float32))
-    spec = {"encoder": cfg.encoder.model_dump(), "text_fields": cfg.text_fields,
+    used = text_fields_of(dataset.items, cfg.text_fields)[0]  # cold start embeds the same
+    spec = {"encoder": cfg.encoder.model_dump(), "text_fields": used,
             "quantizer": cfg.quantizer, "interests": result.stats.get("interests")}
     if image_map is not None:  # what cold start needs to embed a new item's image
         np.save(folder / IMAGE_MAP_FILE, image_map)
@@ -247,6 +248,19 @@ def _embed(cfg, dataset: Dataset, texts: list[str], dataset_dir: Path, progress:
     return vectors, {"interests": interest_stats(source, picked, cfg)}, picked.warnings
 
 
+def text_fields_of(items: Sequence[Item], fields: list[str]) -> tuple[list[str], str | None]:
+    """``fields``, or, when no item has any of them, every field the items do have (in
+    the table's order) with a note saying so: a table whose text column is ``text``
+    still gets meaningful SIDs."""
+    if any(item.text(fields) for item in items):
+        return fields, None
+    found = list(dict.fromkeys(name for item in items for name, v in item.fields.items() if v))
+    if not found:
+        return fields, None
+    return found, (f"no item has any of the text fields {fields}; embedding the item "
+                   f"table's fields {found} instead (set tokenize.text_fields to choose)")
+
+
 def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], str | None]:
     """Item texts, and a warning when items have none of ``fields``.
 
@@ -254,11 +268,14 @@ def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], s
     the item: its SID is arbitrary. The run goes on (ids are still unique) but
     says so, in ``stats.json`` and as a Python warning.
     """
+    fields, fallback = text_fields_of(dataset.items, fields)
     texts = item_texts(dataset.items, fields)
     bare = sum(1 for text, item in zip(texts, dataset.items) if text == item.id
                and not item.text(fields))
     if not bare:
-        return texts, None
+        if fallback:
+            warnings.warn(fallback, stacklevel=3)
+        return texts, fallback
     which = ("no item has any" if bare == len(texts)
              else f"{bare} of {len(texts)} items have none")
     warning = (f"{which} of the text fields {fields}: such items are embedded from their "
