@@ -90,10 +90,13 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)
+    explicit = checkpoint
     checkpoint = Path(checkpoint or run_.final_checkpoint(cfg.train.rl.enabled))
     if not checkpoint.is_dir():
+        stage = "di.train_rl, as [train.rl] is enabled" if cfg.train.rl.enabled and \
+            explicit is None else "di.train_sft"
         raise DeepInterestError(f"no checkpoint at {checkpoint}; train the run first "
-                                "(di.run or di.train_sft)")
+                                f"(di.run or {stage})")
     check_provenance(checkpoint, run_.dataset, run_.sids)
     dataset = load_dataset(run_.dataset)
     catalog = load_catalog(dataset, run_.sids)

@@ -149,3 +149,14 @@ def test_an_unfinished_sft_is_not_served_or_evaluated(runs, tmp_path):
     for args in (["eval"], ["recommend", "--user", user]):
         result = runner.invoke(app, [*args, "--config", str(cfg)])
         assert result.exit_code == 2 and "has not finished" in result.output, result.output
+
+
+def test_serving_an_rl_run_that_has_no_rl_checkpoint_points_to_rl_training(runs):
+    from deepinterest.api import load_recommender
+    from deepinterest.config import load_config
+    from deepinterest.errors import DeepInterestError
+
+    cfg = load_config(runs / "a.toml")
+    cfg.train.rl.enabled = True
+    with pytest.raises(DeepInterestError, match="train_rl"):
+        load_recommender(cfg)
