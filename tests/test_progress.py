@@ -24,3 +24,11 @@ def test_a_disabled_bar_writes_nothing(monkeypatch):
     for _ in progress.bar(range(5), disable=True):
         pass
     assert log.getvalue() == ""
+
+
+def test_a_callers_shorter_interval_does_not_flood_a_log(monkeypatch):
+    log = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", log)
+    bar = progress.bar(range(3), mininterval=0.0, dynamic_ncols=True)
+    assert bar.mininterval == progress.LOG_INTERVAL
+    list(bar)

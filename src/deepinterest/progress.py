@@ -38,5 +38,7 @@ def bar(iterable: Any = None, **options: Any):
     stream = sys.stderr
     if options.get("disable") or stream.isatty():
         return tqdm(iterable, **options)
-    return tqdm(iterable, file=_Lines(stream), mininterval=LOG_INTERVAL, ascii=True,
-                ncols=100, **options)
+    options.pop("dynamic_ncols", None)  # a log has no width to follow
+    options.update(file=_Lines(stream), ascii=True, ncols=100,
+                   mininterval=max(options.get("mininterval", 0.0), LOG_INTERVAL))
+    return tqdm(iterable, **options)
