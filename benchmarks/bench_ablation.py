@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from deepinterest.api import prepare_data
-from deepinterest.config import MinerSpec, RewardSpec, RunConfig, load_config
+from deepinterest.config import MinerSpec, RewardSpec, RunConfig, TokenizeConfig, load_config
 from deepinterest.data import load_dataset
 from deepinterest.layout import RunLayout
 from deepinterest.miners.scripted import planted_replies
@@ -74,6 +74,10 @@ def parse_args() -> argparse.Namespace:
                    help="tokenize.interest_labels = all: every mined descriptor joins the "
                    "SIDs, also those the labeler marked negative (record and folder names "
                    "get -alllabels)")
+    p.add_argument("--fusion", type=float, default=None,
+                   help="interest-enhanced rows embed item text and descriptors apart and fuse "
+                   "them with this weight (tokenize.interest_mode = fusion, interest_weight; "
+                   "record and folder names get -fusionW)")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -87,14 +91,23 @@ def collab_label(cfg: RunConfig) -> str:
     return f", collaborative slot w={w:g}" if w else ""
 
 
+def tokenize_settings(cfg: RunConfig) -> dict:
+    """The tokenize settings that differ from the defaults (the interests path aside)."""
+    given = cfg.tokenize.model_dump(mode="json", exclude={"interests", "cache_dir"})
+    default = TokenizeConfig().model_dump(mode="json")
+    return {k: v for k, v in given.items() if v != default.get(k)}
+
+
 def slot_suffix(cfg: RunConfig) -> str:
     """SFT folders and records of runs with the collaborative slot or the oracle get their
     own names."""
     w = cfg.tokenize.collab_weight
     oracle = any(m.label == "oracle" for m in cfg.mine.miners)
     every = cfg.tokenize.interest_labels == "all"
+    fusion = cfg.tokenize.interest_mode == "fusion"
     return (f"-collab{w:g}" if w else "") + ("-oracle" if oracle else "") \
-        + ("-alllabels" if every else "")
+        + ("-alllabels" if every else "") \
+        + (f"-fusion{cfg.tokenize.interest_weight:g}" if fusion else "")
 
 
 def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:
@@ -132,7 +145,8 @@ def record(args, cfg: RunConfig, number: int, slug: str, label: str, folder: Pat
         f"(interests: {miner_names(cfg)} miner)",
         figures=figures_of(folder, result_file), seconds=seconds,
         notes=f"{notes}; miners {miner_names(cfg)}; backbone {cfg.train.backbone} "
-        f"{cfg.train.options}", directory=args.results_dir, curve=learning_curve(history))
+        f"{cfg.train.options}; tokenize {tokenize_settings(cfg)}", directory=args.results_dir,
+        curve=learning_curve(history))
 
 
 def sft_row(args, cfg: RunConfig, number: int, slug: str, label: str,
@@ -154,6 +168,8 @@ def main() -> None:
         base.train.sft.seed = base.train.rl.seed = args.seed
     if args.collab_weight:
         base.tokenize.collab_weight = args.collab_weight
+    if args.fusion is not None:
+        base.tokenize.interest_mode, base.tokenize.interest_weight = "fusion", args.fusion
     if args.all_labels:
         base.tokenize.interest_labels = "all"
     if args.miner == "oracle":
