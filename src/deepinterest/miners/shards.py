@@ -11,7 +11,6 @@ config finds it up to date.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from ..data.model import load_dataset
 from ..errors import DeepInterestError
 from .base import MineResult
 from .schema import Interests
-from .stage import ITEMS_FILE, MINE_STAGE, selected_items, write_artifact
+from ..schemas.interests import MINE_STAGE, read_items
+from .stage import selected_items, write_artifact
 
 
 def _shard_config(folder: Path) -> dict[str, Any]:
@@ -82,9 +82,7 @@ def merge_shards(shard_dirs: list[str | Path], dataset_dir: str | Path, out: str
         dataset = load_dataset(dataset_dir)
         rows = {}
         for shard in folders:
-            for line in (shard / ITEMS_FILE).read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                rows[row["item"]] = row
+            rows.update({row["item"]: row for row in read_items(shard)})
         ordered = [rows[item.id] for item in selected_items(dataset, cfg)]
         answers = {name: [_result(r["item"], r["answers"][name]) for r in ordered]
                    for name in (spec.name for spec in cfg.miners)}

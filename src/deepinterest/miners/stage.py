@@ -28,15 +28,14 @@ from .. import registry
 from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
 from ..data.model import Dataset, Item, load_dataset
 from ..errors import DeepInterestError
+from ..schemas.interests import ITEMS_FILE, MINE_STAGE, REPORT_FILE, USERS_FILE
 from ..secrets import redact
 from .base import MineRequest, MineResult, item_evidence
 from .ensemble import Ensembler
 from .labels import Labeler
 from .users import aggregate_user_interests, asked_user_interests
 
-ITEMS_FILE, USERS_FILE, REPORT_FILE = "items.jsonl", "users.jsonl", "report.json"
 CAPTIONER = "captioner"  # the captioner's name in the report
-MINE_STAGE = "mine"
 
 
 def item_requests(items: list[Item], captions: dict[str, str] | None = None

@@ -19,16 +19,15 @@ through the artifact on disk.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..backbones.base import SIDCatalog
-from ..errors import DataError, DeepInterestError
+from ..errors import DeepInterestError
+from ..schemas.interests import ITEMS_FILE, USERS_FILE, read_rows
 
-ITEMS_FILE, USERS_FILE = "items.jsonl", "users.jsonl"  # the names :mod:`..miners.stage` writes
 
 
 class Interest(NamedTuple):
@@ -101,8 +100,8 @@ class InterestIndex:
             raise DeepInterestError(f"{items_path}: not found; is {folder} an interests "
                                     "artifact? run `di mine` first")
         users_path = folder / USERS_FILE
-        users = _read_jsonl(users_path, "user") if users_path.is_file() else []
-        return cls.from_records(_read_jsonl(items_path, "item"), users, catalog)
+        users = read_rows(users_path, "user") if users_path.is_file() else []
+        return cls.from_records(read_rows(items_path, "item"), users, catalog)
 
     def descriptors(self, item: int) -> tuple[Interest, ...]:
         """An item's descriptors (empty when it has none or the artifact lacks it)."""
@@ -117,24 +116,3 @@ class InterestIndex:
         seen = {d.text: None for ds in self.items.values() for d in ds}
         seen.update({d.text: None for ds in self.users.values() for d in ds})
         return list(seen)
-
-
-def _read_jsonl(path: Path, key: str) -> list[dict[str, Any]]:
-    """The lines of a JSON-lines file; a bad line raises a :class:`DataError` naming it."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"not valid JSON: {exc.msg}", line=number,
-                                hint="rerun `di mine` to rewrite the artifact") from None
-            if not isinstance(row, dict) or key not in row:
-                raise DataError(path, f"a line without {key!r}", line=number)
-            for d in row.get("descriptors") or ():
-                if not isinstance(d, dict) or "text" not in d:
-                    raise DataError(path, "a descriptor without 'text'", line=number)
-            rows.append(row)
-    return rows

@@ -57,13 +57,12 @@ import numpy as np
 from ..artifacts import MANIFEST, artifact_fingerprint, read_manifest
 from ..encoders import embed_texts
 from ..errors import DeepInterestError
+from ..schemas.interests import ITEMS_FILE, MINE_STAGE, read_rows
 
 # The config value that means "the interests artifact of this run" (resolved by
 # `di run` to <workdir>/interests, by `di tokenize` to the dataset's sibling folder).
 RUN_INTERESTS = "mine"
 # The mine stage's manifest name and file, spelled here: stages meet only on disk.
-MINE_STAGE = "mine"
-ITEMS_FILE = "items.jsonl"
 INTEREST_FIELDS = ("interest_mode", "interest_labels", "interest_weight", "max_interests")
 
 
@@ -145,25 +144,13 @@ def load_interests(folder: str | Path, dataset_dir: str | Path,
     """The checked artifact's ``items.jsonl`` rows by item id (see :func:`check_interests`)."""
     fingerprint = check_interests(folder, dataset_dir)
     path = Path(folder) / ITEMS_FILE
-    known, rows = set(item_ids), {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                item, descriptors = row["item"], row.get("descriptors") or []
-                texts_ok = all(isinstance(d.get("text"), str) for d in descriptors)
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                raise DeepInterestError(f"{path}:{number}: not an interests row "
-                                        f"({type(exc).__name__}: {exc})") from None
-            if not texts_ok:
-                raise DeepInterestError(f"{path}:{number}: a descriptor of item {item!r} "
-                                        "has no text")
-            if item not in known:
-                raise DeepInterestError(f"{path}:{number}: item {item!r} is not in the "
-                                        "dataset; mine the dataset again")
-            rows[item] = row
+    known = set(item_ids)
+
+    def in_dataset(row: dict[str, Any]) -> str | None:
+        return None if row["item"] in known else \
+            f"item {row['item']!r} is not in the dataset; mine the dataset again"
+
+    rows = {row["item"]: row for row in read_rows(path, "item", in_dataset)}
     return InterestSource(Path(folder), fingerprint, rows)
 
 

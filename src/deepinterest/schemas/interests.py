@@ -1,0 +1,54 @@
+"""The ``interests`` artifact (``di mine``): its stage name, files and reader.
+
+| file | one line per |
+|---|---|
+| ``items.jsonl`` | item: ``item``, ``answers``, ``descriptors`` (text, confidence, support, sources, label, probability), ``quality``, ``failures`` |
+| ``users.jsonl`` | user: ``user``, ``descriptors`` (text, confidence) |
+| ``report.json`` | the mining report (tokens, dollars, agreement, failures) |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+MINE_STAGE = "mine"
+ITEMS_FILE, USERS_FILE, REPORT_FILE = "items.jsonl", "users.jsonl", "report.json"
+
+
+def read_rows(path: str | Path, key: str,
+              check: Callable[[dict[str, Any]], str | None] | None = None
+              ) -> list[dict[str, Any]]:
+    """The rows of ``items.jsonl`` (``key = "item"``) or ``users.jsonl`` (``"user"``);
+    a bad line, or one for which ``check`` returns a problem, raises a
+    :class:`DataError` naming the file and the line."""
+    path, rows = Path(path), []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"not valid JSON: {exc.msg}", line=number,
+                                hint="rerun `di mine` to rewrite the artifact") from None
+            if not isinstance(row, dict) or key not in row:
+                raise DataError(path, f"a line without {key!r}", line=number)
+            for d in row.get("descriptors") or ():
+                if not isinstance(d, dict) or not isinstance(d.get("text"), str):
+                    raise DataError(path, f"a descriptor of {row[key]!r} without 'text'",
+                                    line=number)
+            problem = check(row) if check else None
+            if problem:
+                raise DataError(path, problem, line=number)
+            rows.append(row)
+    return rows
+
+
+def read_items(folder: str | Path) -> list[dict[str, Any]]:
+    """The artifact's ``items.jsonl`` rows, in item order."""
+    return read_rows(Path(folder) / ITEMS_FILE, "item")
