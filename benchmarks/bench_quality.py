@@ -47,13 +47,17 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="dataset label of the record")
     parser.add_argument("--name", required=True, help="record name")
     parser.add_argument("--method", default="item quality q and reward labels")
+    parser.add_argument("--made-by", default="", help="the command that wrote the artifact "
+                        "(recorded in the notes)")
     parser.add_argument("--results-dir", type=Path, default=None)
     args = parser.parse_args()
     start = time.perf_counter()
     rows = read_items(args.interests)
     record_and_print(name=args.name, dataset=args.dataset, method=args.method,
                      figures=quality_figures(rows), seconds=time.perf_counter() - start,
-                     notes=f"interests artifact {args.interests}", directory=args.results_dir)
+                     notes=f"interests artifact {args.interests}"
+                     + (f", written by: {args.made_by}" if args.made_by else ""),
+                     directory=args.results_dir)
 
 
 if __name__ == "__main__":
