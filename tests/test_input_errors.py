@@ -193,3 +193,17 @@ def test_a_text_column_of_another_name_reaches_the_sids_and_the_miners(tmp_path)
     assert spec["text_fields"] == ["text"]
     item = load_dataset(data).items[0]
     assert item_evidence(item.fields) == {"text": "red lipstick"}
+
+
+def test_di_mine_never_rewrites_a_runs_dataset_from_another_source(tmp_path):
+    work = tmp_path / "run"
+    src = _p5(tmp_path / "src", "item_id:token\ttitle:token\nA\tsoap\nB\tcomb\nC\tbrush\n")
+    assert runner.invoke(app, ["data", "prepare", str(src), "--out",
+                               str(work / "dataset")]).exit_code == 0
+    before = (work / "dataset" / "items.jsonl").read_text()
+    other = _p5(tmp_path / "other", "item_id:token\ttitle:token\nX\tlamp\nY\tsock\nZ\ttea\n",
+                "u1 X Y Z\nu2 Y Z\n")
+    result = runner.invoke(app, ["mine", str(other), "--out", str(work / "interests"),
+                                 "--backend", "embedding"])
+    _fails_cleanly(result, "holds a dataset prepared from other data")
+    assert (work / "dataset" / "items.jsonl").read_text() == before

@@ -257,7 +257,7 @@ def _dataset_for(source: str, prepared: Path) -> Path:
 
     if (Path(source) / INFO_FILE).is_file():
         return Path(source)
-    result = prepare_data(DataConfig(source=source), prepared)
+    result = prepare_data(DataConfig(source=source), prepared, keep_other=True)
     typer.echo(f"dataset {result.path}: {'up to date' if result.skipped else 'written'}")
     return result.path
 

@@ -48,14 +48,16 @@ def read_dataset(source: str | Path = "default", *, format: str = "auto",
 
 
 def prepare_data(config: DataConfig | str | Path = "default", out: str | Path = "runs/data",
-                 *, force: bool = False) -> StageResult:
+                 *, force: bool = False, keep_other: bool = False) -> StageResult:
     """Write the canonical dataset artifact (``di data prepare``) from a ``DataConfig``
-    or a source (``"default"``, a data folder or a file)."""
+    or a source (``"default"``, a data folder or a file). ``keep_other`` refuses to
+    replace a dataset artifact at ``out`` that was prepared from other data or settings
+    (for commands that prepare a dataset only on the side, as ``di mine`` does)."""
     from .data.prepare import prepare_dataset
 
     if not isinstance(config, DataConfig):
         config = DataConfig(source=str(config))
-    return prepare_dataset(config, out, force=force)
+    return prepare_dataset(config, out, force=force, keep_other=keep_other)
 
 
 def mine_interests(dataset: str | Path, out: str | Path, config: MineConfig | ConfigLike = None,

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from .. import registry
 from ..artifacts import (
+    MANIFEST,
     Stage,
     StageResult,
     check_output,
     fingerprint_paths,
+    is_up_to_date,
     run_stage,
 )
-from ..errors import DataError
+from ..errors import DataError, DeepInterestError
 from .io import iter_json_records
 from .model import Dataset, save_dataset
 
@@ -138,7 +140,8 @@ def _default_kcore(reader) -> int:
     return 0 if param is None or param.default is param.empty else param.default
 
 
-def prepare_dataset(cfg, out: str | Path, *, force: bool = False) -> StageResult:
+def prepare_dataset(cfg, out: str | Path, *, force: bool = False,
+                    keep_other: bool = False) -> StageResult:
     """Write the dataset artifact for a :class:`~deepinterest.config.DataConfig`.
 
     ``force`` rebuilds an up-to-date artifact and lets ``out`` replace a folder
@@ -148,6 +151,11 @@ def prepare_dataset(cfg, out: str | Path, *, force: bool = False) -> StageResult
     files = [p for p in (src.main, src.side) if p is not None]
     inputs = {"source": fingerprint_paths(files) if files else "embedded"}
     config = {**cfg.model_dump(mode="json"), "resolved_format": src.format}
+    if keep_other and (Path(out) / MANIFEST).is_file() and not force \
+            and not is_up_to_date(out, config=config, inputs=inputs):
+        raise DeepInterestError(f"{out} holds a dataset prepared from other data or settings "
+                                f"than {cfg.source!r}; pass that dataset folder itself, or "
+                                "choose another --out")
 
     def build(folder: Path) -> dict:
         dataset = read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
