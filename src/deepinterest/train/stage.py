@@ -319,12 +319,14 @@ def _run_fingerprints(dataset_dir: Path, sids_dir: Path) -> dict[str, str]:
 
 
 def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path,
-                     fingerprints: dict[str, str] | None = None) -> None:
+                     fingerprints: dict[str, str] | None = None, *,
+                     finished: bool = True) -> None:
     """Refuse a checkpoint trained on another dataset or other SIDs than the run's.
 
     A catalogue of the same shape would load and score, and the numbers would
     mean nothing. Checkpoints that record nothing are refused too, and so is a
-    checkpoint of a training folder whose run has not finished (no manifest).
+    checkpoint of a training folder whose run has not finished (no manifest),
+    unless ``finished`` is false (a benchmark scoring a run it stopped, and saying so).
     """
     recorded = _recorded_inputs(checkpoint)
     if recorded is None:
@@ -333,7 +335,7 @@ def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path,
             "no stage manifest), so it cannot be checked against this run's; use a "
             "checkpoint that `di train` wrote, or train again")
     training = checkpoint.parent
-    if (training / STAGE_MARKER).is_file() and not (training / MANIFEST).is_file():
+    if finished and (training / STAGE_MARKER).is_file() and not (training / MANIFEST).is_file():
         raise DeepInterestError(
             f"{training}: its training has not finished (no {MANIFEST}: stopped or killed); "
             "rerun `di train` (or `di run`) to resume it")
