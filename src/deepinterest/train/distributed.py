@@ -139,7 +139,18 @@ def all_sum(values: list[float], info: DistInfo) -> list[float]:
     return tensor.tolist()
 
 
-def cleanup(info: DistInfo) -> None:
-    """Leave the process group if :func:`init_distributed` created it."""
+def cleanup(info: DistInfo, *, drain: bool = True) -> None:
+    """Wait for every rank (``drain``), then leave the process group if
+    :func:`init_distributed` created it.
+
+    The barrier drains gloo's worker thread: a finished collective (an
+    ``all_gather_object``) is freed on that thread, which needs the GIL; if the
+    group is torn down (its destructor joins the thread while holding the GIL)
+    before that happens, the rank deadlocks at exit. That happened under load,
+    leaving a rank alive after its launcher timed out. ``drain=False`` is for
+    error paths, where the other ranks may never reach a barrier.
+    """
+    if drain and info.active and dist.is_initialized():
+        dist.barrier()
     if info.owned and dist.is_initialized():
         dist.destroy_process_group()

@@ -142,10 +142,13 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
     lock = claim_output(out, SFT_STAGE, force=force) if info.main else contextlib.nullcontext()
     try:
         with lock:
-            return _train(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, out, config,
-                          inputs, info, progress)
-    finally:
-        dd.cleanup(info)
+            result = _train(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, out,
+                            config, inputs, info, progress)
+    except BaseException:
+        dd.cleanup(info, drain=False)  # the other ranks may never reach a barrier
+        raise
+    dd.cleanup(info)
+    return result
 
 
 def _open_run(stage: str, split_cfg, dataset_dir: Path, sids_dir: Path, out: Path,
@@ -231,10 +234,13 @@ def rl_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path
     lock = claim_output(out, RL_STAGE, force=force) if info.main else contextlib.nullcontext()
     try:
         with lock:
-            return _train_rl(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, checkpoint,
-                             interests_dir, out, config, inputs, info, progress)
-    finally:
-        dd.cleanup(info)
+            result = _train_rl(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir,
+                               checkpoint, interests_dir, out, config, inputs, info, progress)
+    except BaseException:
+        dd.cleanup(info, drain=False)  # the other ranks may never reach a barrier
+        raise
+    dd.cleanup(info)
+    return result
 
 
 def _sft_checkpoint(sft_dir: Path) -> Path:
