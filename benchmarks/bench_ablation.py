@@ -87,8 +87,18 @@ def miner_names(cfg: RunConfig) -> str:
 
 
 def collab_label(cfg: RunConfig) -> str:
-    w = cfg.tokenize.collab_weight
-    return f", collaborative slot w={w:g}" if w else ""
+    """What the record's method adds to the row: the collaborative slot, all labels, the
+    fusion weight, and for the oracle that it is a ceiling."""
+    t, parts = cfg.tokenize, []
+    if t.collab_weight:
+        parts.append(f"collaborative slot w={t.collab_weight:g}")
+    if t.interest_labels == "all":
+        parts.append("every descriptor (labels ignored)")
+    if t.interest_mode == "fusion":
+        parts.append(f"fusion w={t.interest_weight:g}")
+    if any(m.label == "oracle" for m in cfg.mine.miners):
+        parts.append("ORACLE interests: the planted phrases, a ceiling, not a method")
+    return "".join(f", {p}" for p in parts)
 
 
 def tokenize_settings(cfg: RunConfig) -> dict:
