@@ -37,6 +37,15 @@ def run_in_group(cmd, *, timeout: float, **kwargs) -> subprocess.CompletedProces
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def pytest_configure(config):
+    """A terminated pytest (a CI timeout sends SIGTERM) unwinds like an interrupted one, so
+    :func:`run_in_group` still kills the process groups its tests started."""
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 @pytest.fixture(scope="session")
 def run_proc():
     """:func:`run_in_group`, for tests that start processes."""

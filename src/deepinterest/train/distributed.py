@@ -28,6 +28,15 @@ Design decisions:
   and the ranks are gathered, so every process computes the same metrics
   and takes the same early-stopping decision without a broadcast. Only rank
   0 writes checkpoints; a barrier follows every write.
+- **Leaving the group drains gloo's worker first** (:func:`cleanup`). gloo
+  frees a finished collective on its worker thread, and freeing the tensors
+  of an ``all_gather_object`` there needs the GIL; the group's destructor
+  joins that thread while holding the GIL. If the last collectives are freed
+  at that moment, the rank deadlocks at exit (seen under load: the rank
+  outlived its launcher). Two barriers, waited on with the GIL released, let
+  the worker free everything before them; the two barrier works themselves
+  (which hold the last collectives) are kept until the process ends, so
+  nothing is left for the worker to free during teardown.
 """
 
 from __future__ import annotations
@@ -139,18 +148,19 @@ def all_sum(values: list[float], info: DistInfo) -> list[float]:
     return tensor.tolist()
 
 
-def cleanup(info: DistInfo, *, drain: bool = True) -> None:
-    """Wait for every rank (``drain``), then leave the process group if
-    :func:`init_distributed` created it.
+# The final barrier works of each drained group, kept for the life of the process
+# (module docstring: freeing them on gloo's worker during teardown can deadlock).
+_DRAINED: list[Any] = []
 
-    The barrier drains gloo's worker thread: a finished collective (an
-    ``all_gather_object``) is freed on that thread, which needs the GIL; if the
-    group is torn down (its destructor joins the thread while holding the GIL)
-    before that happens, the rank deadlocks at exit. That happened under load,
-    leaving a rank alive after its launcher timed out. ``drain=False`` is for
-    error paths, where the other ranks may never reach a barrier.
-    """
+
+def cleanup(info: DistInfo, *, drain: bool = True) -> None:
+    """Drain the group (``drain``; module docstring), then leave it if
+    :func:`init_distributed` created it. ``drain=False`` is for error paths,
+    where the other ranks may never reach a barrier."""
     if drain and info.active and dist.is_initialized():
-        dist.barrier()
+        for _ in range(2):  # the second runs only once the worker is done with the first
+            work = dist.barrier(async_op=True)
+            work.wait()
+            _DRAINED.append(work)
     if info.owned and dist.is_initialized():
         dist.destroy_process_group()
