@@ -8,16 +8,38 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import signal  # noqa: E402
 import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, whatever session it started (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or not a process
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):  # the group has already gone
-        pass
+    # torchrun starts each rank in a session of its own: killing torchrun's group alone
+    # left a rank running, so every descendant is found first, then all are killed.
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # already gone
+                pass
     proc.wait()
 
 
