@@ -140,6 +140,8 @@ def test_di_mine_cli_and_report(tmp_path):
     assert "embedding" in result.output and "desc/item" in result.output
     report = runner.invoke(app, ["mine", "report", str(out)])
     assert report.exit_code == 0 and report.output.splitlines()[0].startswith("miner")
+    for column in ("agree =", "pos rate =", "mean quality ="):  # every column is explained
+        assert column in report.output
     bad = runner.invoke(app, ["mine", "report", str(tmp_path)])
     assert bad.exit_code == 2 and "report.json" in bad.output
 

@@ -130,6 +130,15 @@ _COLUMNS = (("items", "items", "{}"), ("answered", "answered", "{}"), ("failed",
             ("agreement", "agree", "{:.3f}"), ("positive_label_rate", "pos rate", "{:.3f}"))
 
 
+LEGEND = [
+    "columns: lat p50 / p95 s = median and 95th-percentile seconds per request; desc/item ="
+    " descriptors per answered item;",
+    "  agree = share of a miner's answered items where one of its descriptors is also"
+    " supported by another miner; pos rate = share of its descriptors labelled positive;",
+    "  mean quality = the mean over items of q = sum(confidence x label) / sum(confidence)",
+]
+
+
 def format_report(folder) -> str:
     """The per-miner table of an interests artifact's ``report.json`` (``di mine report``)."""
     import json
@@ -147,6 +156,7 @@ def format_report(folder) -> str:
     lines = _table([header, *rows])
     lines.append(f"items {report['items']}, with descriptors {report['items_with_descriptors']}, "
                  f"mean quality {report['mean_quality']:.3f}")
+    lines += LEGEND
     for name, score in report.get("recovery", {}).items():
         lines.append(f"planted-motivation recovery, {name}: recall {score['recall']:.3f}, "
                      f"precision {score['precision']:.3f} over {score['items']} items "
