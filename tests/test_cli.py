@@ -163,6 +163,10 @@ def test_run_with_rl_trains_from_sft_and_evaluates_the_rl_checkpoint(rl_run):
     assert summary["valid_users"] == 40 and set(summary["start_valid"]) == set(summary["valid"])
     again = runner.invoke(app, ["run", "--config", str(cfg), "--workdir", str(work)])
     assert "[train-sft] skipped" in again.output and "[train-rl] skipped" in again.output
+    # The run folder remembers its config: served from the RL model without --config.
+    user = json.loads((work / "dataset" / "users.jsonl").read_text().splitlines()[0])["id"]
+    served = runner.invoke(app, ["recommend", "--workdir", str(work), "--user", user, "-k", "3"])
+    assert served.exit_code == 0 and "rl/best" in served.output.splitlines()[0], served.output
 
 
 def test_train_stage_rl_command_reproduces_the_run_and_serves_its_checkpoint(rl_run, tmp_path):

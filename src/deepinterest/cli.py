@@ -166,8 +166,13 @@ def tokenize_cmd(
 
 
 def _run_config(config: Optional[Path], workdir: Optional[str]):
+    """The config given, else the one `di run` saved in ``workdir`` (so a run folder
+    is served and evaluated as it was trained, RL included), else the defaults."""
     from .api import as_config
+    from .pipeline import saved_config
 
+    if config is None and workdir:
+        config = saved_config(workdir)
     cfg = as_config(config)
     if workdir is not None:  # a str, so that an empty value is seen (Path("") is ".")
         cfg.workdir = workdir

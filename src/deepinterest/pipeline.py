@@ -59,6 +59,14 @@ def evaluate_popularity(cfg: RunConfig, dataset_dir: Path, out: Path) -> StageRe
 _CONFIG_HEADER = "# Resolved config of the run in this folder, written by `di run`.\n"
 
 
+def saved_config(workdir: str | Path) -> Path | None:
+    """The config `di run` saved in ``workdir`` (``config.yaml`` with its header), if any."""
+    path = RunLayout(Path(workdir)).config
+    if path.is_file() and path.read_text(encoding="utf-8").startswith(_CONFIG_HEADER):
+        return path
+    return None
+
+
 def _check_workdir(run: RunLayout) -> None:
     if run.root.exists() and not run.root.is_dir():
         raise DeepInterestError(f"workdir {run.root} is a file; name a folder for the run")
