@@ -27,8 +27,10 @@ from pydantic import (
     model_validator,
 )
 
+from .data.splits import DEFAULT_MAX_HISTORY
 from .data.synthetic import SyntheticConfig
 from .errors import ConfigError
+from .evaluate import DEFAULT_BEAM, DEFAULT_KS
 from .registry import available
 
 
@@ -68,12 +70,13 @@ class DataConfig(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    max_history: int = Field(20, ge=1, description="most recent items kept as input")
+    max_history: int = Field(DEFAULT_MAX_HISTORY, ge=1,
+                             description="most recent items kept as input")
 
 
 class EvalConfig(StrictModel):
-    ks: list[int] = Field(default_factory=lambda: [5, 10])
-    beam: int = Field(20, ge=1, description="beam width of generative models")
+    ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
+    beam: int = Field(DEFAULT_BEAM, ge=1, description="beam width of generative models")
 
     @field_validator("ks")
     @classmethod

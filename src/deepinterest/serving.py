@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .data.model import Dataset, load_dataset
+from .data.splits import DEFAULT_MAX_HISTORY
 from .errors import DeepInterestError
+from .evaluate import DEFAULT_BEAM
 from .layout import RunLayout
 from .stages import ConfigLike, as_config
 
@@ -31,8 +33,8 @@ class Recommender:
     ``max_history`` keep their most recent items.
     """
 
-    def __init__(self, dataset: Dataset, catalog: Any, backbone: Any, *, beam: int = 20,
-                 max_history: int = 20):
+    def __init__(self, dataset: Dataset, catalog: Any, backbone: Any, *,
+                 beam: int = DEFAULT_BEAM, max_history: int = DEFAULT_MAX_HISTORY):
         from .backbones.trie import SIDTrie
 
         self.dataset, self.catalog, self.backbone = dataset, catalog, backbone

@@ -41,6 +41,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import DeepInterestError
+from ..evaluate import DEFAULT_BEAM
 from .base import GenerativeBackbone, HistoryBatch
 from .trie import SIDTrie
 
@@ -61,7 +62,8 @@ class _Beams(NamedTuple):
 
 @torch.inference_mode()
 def constrained_beam_search(
-    model: GenerativeBackbone, batch: HistoryBatch, trie: SIDTrie, *, beam: int = 20, topk: int = 10
+    model: GenerativeBackbone, batch: HistoryBatch, trie: SIDTrie, *,
+    beam: int = DEFAULT_BEAM, topk: int = 10,
 ) -> BeamResult:
     """Top ``min(topk, beam, items)`` valid items per user by beam search under the trie."""
     catalog = model.catalog

@@ -39,7 +39,10 @@ def _example(user: int, seq: tuple[int, ...], t: int, max_history: int) -> Examp
     return Example(user, seq[max(0, t - max_history):t], seq[t])
 
 
-def leave_one_out(dataset: Dataset, *, max_history: int = 20) -> Splits:
+DEFAULT_MAX_HISTORY = 20  # the protocol's history length (TIGER, LC-Rec)
+
+
+def leave_one_out(dataset: Dataset, *, max_history: int = DEFAULT_MAX_HISTORY) -> Splits:
     if max_history < 1:
         raise ValueError(f"max_history must be >= 1, got {max_history}")
     train, valid, test, skipped = [], [], [], 0

@@ -24,8 +24,8 @@ import torch
 from ..backbones.base import HistoryBatch, pad_histories
 from ..backbones.decoding import constrained_beam_search
 from ..backbones.trie import SIDTrie
-from ..data.splits import Example
-from ..evaluate import DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
+from ..data.splits import DEFAULT_MAX_HISTORY, Example
+from ..evaluate import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
 
 
 class Recommendations(NamedTuple):
@@ -57,7 +57,7 @@ def _device(backbone: torch.nn.Module) -> torch.device:
 
 def recommend(
     backbone, catalog, histories: Sequence[tuple[int, ...]], *, users: Sequence[int] | None = None,
-    beam: int = 20, topk: int = 10, batch_size: int = 256, max_history: int = 20,
+    beam: int = DEFAULT_BEAM, topk: int = 10, batch_size: int = 256, max_history: int = DEFAULT_MAX_HISTORY,
     trie: SIDTrie | None = None,
 ) -> Recommendations:
     """Top-``topk`` valid items for each history (item positions, best first)."""
@@ -81,8 +81,8 @@ def recommend(
     return Recommendations(items, scores)
 
 
-def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = 20,
-                 topk: int = 10, batch_size: int = 256, max_history: int = 20,
+def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = DEFAULT_BEAM,
+                 topk: int = 10, batch_size: int = 256, max_history: int = DEFAULT_MAX_HISTORY,
                  trie: SIDTrie | None = None) -> np.ndarray:
     """0-based rank of each example's target in its top-``topk`` list, -1 when absent."""
     recs = recommend(backbone, catalog, [e.history for e in examples],
@@ -95,8 +95,8 @@ def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = 
 
 
 def evaluate_generative(
-    backbone, catalog, examples: Sequence[Example], *, beam: int = 20, topk: int = 10,
-    batch_size: int = 256, ks: Sequence[int] = DEFAULT_KS, max_history: int = 20,
+    backbone, catalog, examples: Sequence[Example], *, beam: int = DEFAULT_BEAM, topk: int = 10,
+    batch_size: int = 256, ks: Sequence[int] = DEFAULT_KS, max_history: int = DEFAULT_MAX_HISTORY,
     trie: SIDTrie | None = None,
 ) -> Metrics:
     """HR@K and NDCG@K of the constrained beam's top-``topk`` lists."""
