@@ -77,3 +77,18 @@ def test_cli_overrides_describe_the_config_fields_they_override():
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
     assert f"{SFTConfig.model_fields['epochs'].description} (config default: " \
         f"{SFTConfig().epochs})" in result.output
+
+
+def test_an_error_in_a_list_entry_names_that_entrys_line(tmp_path):
+    from deepinterest.errors import ConfigError
+
+    yaml_cfg = tmp_path / "c.yaml"
+    yaml_cfg.write_text("train:\n  rl:\n    rewards:\n      - name: exact\n        weight: 1.0\n"
+                        "      - name: prefix\n        weight: .nan\n")
+    with pytest.raises(ConfigError, match=r"line 7, key 'train.rl.rewards.1.weight'"):
+        load_config(yaml_cfg)
+    toml_cfg = tmp_path / "c.toml"
+    toml_cfg.write_text('[[mine.miners]]\nbackend = "embedding"\n\n[[mine.miners]]\n'
+                        'backend = "nope"\n')
+    with pytest.raises(ConfigError, match=r"line 5, key 'mine.miners.1.backend'"):
+        load_config(toml_cfg)

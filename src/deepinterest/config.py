@@ -501,6 +501,30 @@ def _key_line(text: str, key: str) -> int | None:
     return None
 
 
+def _entry_line(text: str, loc: tuple) -> int | None:
+    """The line of an error inside a list entry (``rewards[1].weight``): the key's line
+    searched from the N-th entry of the list (a YAML ``- `` item or a TOML ``[[table]]``),
+    so the error names that entry, not the list's first line. None without a list index."""
+    if not any(isinstance(k, int) for k in loc):
+        return None
+    lines, start, found = text.splitlines(), 0, None
+    for n, key in enumerate(loc):
+        if isinstance(key, int):
+            name = str(loc[n - 1]) if n else ""
+            table = re.compile(rf"^\s*\[\[\s*([\w.-]*\.)?{re.escape(name)}\s*\]\]")
+            entries = [i for i in range(start, len(lines))
+                       if re.match(r"^\s*-\s", lines[i]) or table.match(lines[i])]
+            if key >= len(entries):
+                return None  # an inline TOML array: no line of its own per entry
+            start = found = entries[key]
+            continue
+        pattern = re.compile(rf"^\s*(-\s*)?{re.escape(str(key))}\s*(=|:)")
+        hit = next((i for i in range(start, len(lines)) if pattern.match(lines[i])), None)
+        if hit is not None:
+            start = found = hit
+    return None if found is None else found + 1
+
+
 def _echoable(item: dict[str, Any], keys: list[str]) -> bool:
     """Whether an error may show the value it got: never a secret's (secrets.py)."""
     from .secrets import redact
@@ -515,7 +539,8 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid config ({error.error_count()} problem(s))"]
     for item in error.errors():
         keys = [str(k) for k in item["loc"]]
-        line = next((n for k in reversed(keys) if (n := _key_line(text, k))), None)
+        line = _entry_line(text, item["loc"]) or next(
+            (n for k in reversed(keys) if (n := _key_line(text, k))), None)
         where = f"line {line}, " if line else ""
         got = f" (got {item['input']!r})" if _echoable(item, keys) else ""
         lines.append(f"  {where}key '{'.'.join(keys)}': {item['msg']}{got}")
