@@ -33,42 +33,22 @@ deepinterest`` stays cheap.
 """
 
 
-from .api import (
-    Recommendation,
-    Recommender,
-    as_config,
-    evaluate_run,
-    load_recommender,
-    merge_shards,
-    mine_interests,
-    mining_report,
-    prepare_data,
-    read_dataset,
-    read_metrics,
-    recommend,
-    run,
-    tokenize_items,
-    train_rl,
-    train_sft,
-)
+# The stage calls, the chain and serving: every name of deepinterest.api's __all__.
+from .api import *  # noqa: F401,F403
+from .api import __all__ as _api_names
 from .artifacts import RunResult, StageResult
 from .config import RunConfig, load_config, save_config
 from .data.model import Dataset, load_dataset
 from .errors import DeepInterestError
 from .registry import available, create, kinds
-
 from .version import __version__
 
 __all__ = [
+    *_api_names,
     # configs
-    "RunConfig", "load_config", "save_config", "as_config",
-    # the chain and its stages
-    "run", "prepare_data", "mine_interests", "mining_report", "merge_shards",
-    "tokenize_items", "train_sft", "train_rl", "evaluate_run", "read_metrics",
+    "RunConfig", "load_config", "save_config",
     # data
-    "Dataset", "load_dataset", "read_dataset",
-    # serving
-    "Recommender", "Recommendation", "load_recommender", "recommend",
+    "Dataset", "load_dataset",
     # components by name
     "kinds", "available", "create",
     # result types and errors
