@@ -133,6 +133,10 @@ def figures_of(folder: Path, result_file: str) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for split in ("valid", "test"):
         out |= {f"{split} {k}": round(v, 4) for k, v in metrics[split].items()}
+    full = folder.parent / "eval" / "metrics.json"  # an SFT row's eval stage: every user
+    if result_file == "sft_result.json" and full.is_file():
+        valid = json.loads(full.read_text(encoding="utf-8"))["valid"]
+        out |= {f"full valid {k}": round(v, 4) for k, v in valid.items()}
     out |= {"best epoch": result["best_epoch"], "epochs run": result["epochs_run"]}
     # Over every epoch, also those of earlier invocations when the run was resumed (the
     # record's wall time is the last invocation's).

@@ -148,6 +148,7 @@ def test_run_with_rl_trains_from_sft_and_evaluates_the_rl_checkpoint(rl_run):
     root, cfg, output = rl_run
     work = root / "w"
     order = [output.index(f"[{s}] done") for s in ("train-sft", "train-rl", "eval")]
+    assert "sft/best before RL" in output  # SFT's metrics are printed beside RL's
     assert order == sorted(order) and "not in this release yet" not in output
     assert json.loads((work / "run.json").read_text())["missing"] == []
     assert json.loads((work / "eval" / "metrics.json").read_text())["checkpoint"] == str(

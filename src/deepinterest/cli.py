@@ -365,17 +365,21 @@ def run_cmd(
     result = run(cfg, on_stage=report)
     run = RunLayout(result.workdir)
     _print_metrics(run.baseline / "metrics.json")
+    if cfg.train.rl.enabled and (run.sft / "metrics.json").is_file():  # SFT beside RL
+        _print_metrics(run.sft / "metrics.json", label="sft/best before RL")
     if (run.eval / "metrics.json").is_file():
         _print_metrics(run.eval / "metrics.json")
     if result.missing:
         typer.echo("not in this release yet: " + ", ".join(result.missing))
 
 
-def _print_metrics(path: Path) -> None:
+def _print_metrics(path: Path, label: str | None = None) -> None:
     import json
 
     data = json.loads(path.read_text(encoding="utf-8"))
-    typer.echo(f"{data.get('model', path.parent.name)} ({path}):")
+    users = data.get("users", {}).get("valid")
+    note = f"; validation on {users} users" if label and users else ""
+    typer.echo(f"{label or data.get('model', path.parent.name)} ({path}{note}):")
     for split in ("valid", "test"):
         cells = "  ".join(f"{k} {v:.4f}" for k, v in data[split].items())
         typer.echo(f"  {split:<5}  {cells}")
