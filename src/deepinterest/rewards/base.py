@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backbones.base import SIDCatalog
+from ..schemas.sids import SIDCatalog
 from ..backbones.sid_vocab import sid_token_strings
 from ..errors import DeepInterestError
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import registry
-from ..backbones.base import SIDCatalog
+from ..schemas.sids import SIDCatalog
 from ..errors import DeepInterestError
 from .base import load_catalog
 from .interest_index import InterestIndex

@@ -55,7 +55,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..backbones.base import SIDCatalog
+from ..schemas.sids import SIDCatalog
 from ..encoders.base import MINILM
 from ..errors import DeepInterestError
 from .base import SIDReward, column

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..backbones.base import SIDCatalog
+from ..schemas.sids import SIDCatalog
 from ..errors import DeepInterestError
 from ..schemas.interests import ITEMS_FILE, USERS_FILE, read_rows
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backbones.base import SIDCatalog
+from ..schemas.sids import SIDCatalog
 from .base import SIDReward
 from .interest_index import InterestIndex
 

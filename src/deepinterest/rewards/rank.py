@@ -48,7 +48,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backbones.base import SIDCatalog
+from ..schemas.sids import SIDCatalog
 from ..errors import DeepInterestError
 from .base import SIDReward, column
 

@@ -52,6 +52,7 @@ from ..data.model import Dataset, Item, load_dataset
 from ..encoders import build_encoder, embed_texts
 from ..errors import DeepInterestError
 from ..registry import create, get
+from ..schemas.sids import SIDS_FILE, TOKENIZER_FILE
 from .base import reconstruction_errors
 from .collisions import add_suffix, balanced_last_level, collision_stats
 from .collab import add_collab, cold_start
@@ -66,8 +67,6 @@ from .interests import (
     with_caption,
 )
 
-SIDS_FILE = "sids.jsonl"
-TOKENIZER_FILE = "tokenizer.json"
 QUANTIZER_DIR = "quantizer"
 MAX_CODEBOOK = 256  # the paper's size (3 levels x 256 codes, arXiv 2602.18907)
 
