@@ -87,16 +87,20 @@ def test_a_kcore_that_removes_every_user_fails_at_prepare(tmp_path):
     assert not out.exists()
 
 
-def test_items_without_text_tokenize_with_a_warning(tmp_path):
+def test_items_without_any_text_are_refused_unless_id_only_sids_are_asked_for(tmp_path):
     (tmp_path / "d").mkdir()
     seqs = "".join(f"u{u} {' '.join(f'i{(u + t) % 12}' for t in range(4))}\n" for u in range(12))
     (tmp_path / "d" / "user_sequence.txt").write_text(seqs)
     data = tmp_path / "data"
     assert runner.invoke(app, ["data", "prepare", str(tmp_path / "d"), "--out",
                                str(data)]).exit_code == 0
+    refused = runner.invoke(app, ["tokenize", str(data), "--out", str(tmp_path / "sids"),
+                                  "--codebook-size", "2", "--levels", "2"])
+    _fails_cleanly(refused, "no item has any text", "--allow-id-only")
+    assert not (tmp_path / "sids").exists()
     with pytest.warns(UserWarning, match="no item has any of the text fields"):
         result = runner.invoke(app, ["tokenize", str(data), "--out", str(tmp_path / "sids"),
-                                     "--codebook-size", "2", "--levels", "2"])
+                                     "--codebook-size", "2", "--levels", "2", "--allow-id-only"])
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "sids" / "stats.json").read_text())
     assert len(stats["warnings"]) == 1 and "carry no meaning" in stats["warnings"][0]

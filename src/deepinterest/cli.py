@@ -142,6 +142,9 @@ def tokenize_cmd(
     interest_weight: Optional[float] = _override(TokenizeConfig, "interest_weight"),
     max_interests: Optional[int] = _override(TokenizeConfig, "max_interests"),
     image_weight: Optional[float] = _override(TokenizeConfig, "image_weight"),
+    collab_weight: Optional[float] = _override(TokenizeConfig, "collab_weight"),
+    allow_id_only: Optional[bool] = _override(TokenizeConfig, "allow_id_only",
+                                              "--allow-id-only/--no-allow-id-only"),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not a sids artifact"),
 ) -> None:
@@ -154,7 +157,8 @@ def tokenize_cmd(
                  "balanced_last_level": balanced, "interests": interests,
                  "interest_mode": interest_mode, "interest_labels": interest_labels,
                  "interest_weight": interest_weight, "max_interests": max_interests,
-                 "image_weight": image_weight}
+                 "image_weight": image_weight, "collab_weight": collab_weight,
+                 "allow_id_only": allow_id_only}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

@@ -149,6 +149,9 @@ class TokenizeConfig(StrictModel):
     image_encoder: str = Field("openai/clip-vit-large-patch14",
                                description="Hugging Face CLIP checkpoint (name or folder)")
     image_ridge: float = Field(1.0, gt=0.0, description="ridge penalty of the image map")
+    allow_id_only: bool = Field(
+        False, description="give items SIDs from their ids when no item has any text (the "
+        "SIDs then carry no meaning); false = such a catalogue is an error")
     # The collaborative slot (tokenizers/collab.py): off at weight 0.
     collab_weight: float = Field(
         0.0, ge=0.0, lt=1.0, description="w, the share (of squared norm) of an item vector "

@@ -83,7 +83,7 @@ def stage_config(cfg) -> dict[str, Any]:
     from .collab import COLLAB_FIELDS
     from .images import IMAGE_FIELDS
 
-    exclude = {"cache_dir", "interests"}
+    exclude = {"cache_dir", "interests", "allow_id_only"}  # decides no SID
     if not cfg.image_weight:  # text-only SIDs keep the fingerprint they had before images
         exclude.update(IMAGE_FIELDS)
     if not cfg.collab_weight:  # nor without the collaborative slot

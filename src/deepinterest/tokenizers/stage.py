@@ -206,7 +206,7 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
     def build(folder: Path) -> dict:
         start = time.perf_counter()
         dataset = load_dataset(dataset_dir)
-        texts, warning = _texts_or_warning(dataset, cfg.text_fields)
+        texts, warning = _texts_or_warning(dataset, cfg.text_fields, cfg.allow_id_only)
         vectors, extra, notes = _embed(cfg, dataset, texts, dataset_dir, progress)
         if extra.get("interests") and extra["interests"]["fingerprint"] != inputs["interests"]:
             raise DeepInterestError(f"{cfg.interests} changed while it was being read; run "
@@ -260,12 +260,14 @@ def text_fields_of(items: Sequence[Item], fields: list[str]) -> tuple[list[str],
                    f"table's fields {found} instead (set tokenize.text_fields to choose)")
 
 
-def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], str | None]:
+def _texts_or_warning(dataset: Dataset, fields: list[str], allow_id_only: bool = False
+                      ) -> tuple[list[str], str | None]:
     """Item texts, and a warning when items have none of ``fields``.
 
     Such an item is embedded from its id, whose embedding says nothing about
-    the item: its SID is arbitrary. The run goes on (ids are still unique) but
-    says so, in ``stats.json`` and as a Python warning.
+    the item: its SID is arbitrary. When some items have text the run goes on
+    (ids are still unique) but says so, in ``stats.json`` and as a Python
+    warning; when none has, it is an error unless ``allow_id_only``.
     """
     fields, fallback = text_fields_of(dataset.items, fields)
     texts = item_texts(dataset.items, fields)
@@ -275,6 +277,11 @@ def _texts_or_warning(dataset: Dataset, fields: list[str]) -> tuple[list[str], s
         if fallback:
             warnings.warn(fallback, stacklevel=3)
         return texts, fallback
+    if bare == len(texts) and not allow_id_only:
+        raise DeepInterestError(
+            f"no item has any text (fields {fields}, nor any other field): semantic IDs from "
+            "item ids carry no meaning. Add item texts (an .item or meta file), or set "
+            "tokenize.allow_id_only = true (di tokenize --allow-id-only) to go on anyway")
     which = ("no item has any" if bare == len(texts)
              else f"{bare} of {len(texts)} items have none")
     warning = (f"{which} of the text fields {fields}: such items are embedded from their "
