@@ -242,3 +242,12 @@ def test_item_requests_carry_the_caption_and_the_first_image():
     first, second = item_requests(items, {"A": "Blue shoes."})
     assert first.evidence == {"title": "Shoes", "brand": "Acme", "caption": "Blue shoes."}
     assert first.image == "a.jpg" and second.image is None and second.evidence == {}
+
+
+def test_a_limited_run_counts_only_the_users_its_items_give_interests(tmp_path):
+    dataset = _dataset(tmp_path)  # u1 A B C D (A, B before validation), u2 E A B (E)
+    cfg = MineConfig(miners=[{"backend": "scripted", "options": {"replies": REPLIES_1}}],
+                     limit=2)  # items A and B only
+    result = mine_stage(cfg, dataset, tmp_path / "interests", progress=False)
+    assert result.counts["items"] == 2
+    assert (result.counts["users"], result.counts["users_without_interests"]) == (1, 1)

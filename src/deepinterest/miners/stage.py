@@ -285,6 +285,9 @@ def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cf
     _write_jsonl(folder / USERS_FILE, user_rows)
     report = build_report(dataset, rows, answers)
     (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return {"items": len(rows), "users": len(user_rows),
+    with_interests = sum(1 for u in user_rows if u.get("descriptors"))
+    # Users whose history holds no mined item (a --limit run) have no interests: say so.
+    return {"items": len(rows), "users": with_interests,
+            "users_without_interests": len(user_rows) - with_interests,
             "failed_items": sum(1 for r in rows if failed(r)),
             "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4)}
