@@ -187,9 +187,23 @@ _WORKDIR = typer.Option(None, help="run folder holding dataset/ and sids/ (defau
 _CONFIG = typer.Option(None, "--config", "-c", help="TOML or YAML run config")
 
 
-@app.command("mine")
+_MINE_SUBCOMMANDS = {
+    "report": "Usage: di mine report DIR\n\n  Print the report of the interests artifact in DIR: "
+              "per miner, items, answers, failures,\n  tokens, dollars, latency, descriptors "
+              "per item, agreement and positive-label rate\n  (each column explained below "
+              "the table).",
+    "merge": "Usage: di mine merge DATASET SHARD_DIR... --out DIR [--force]\n\n  Join the "
+             "interests artifacts of a run's shards (`di mine --shard I/N`) into one\n  "
+             "artifact in DIR, identical to what one run over every item writes.",
+}
+
+
+@app.command("mine", context_settings={"help_option_names": []})
 @_friendly
 def mine_cmd(
+    ctx: typer.Context,
+    show_help: bool = typer.Option(False, "--help", "-h", help="show this message (or, after "
+                                   "report or merge, that subcommand's) and exit"),
     args: Optional[list[str]] = typer.Argument(
         None, help="DATASET (a dataset artifact, 'default' or a data source; default: "
         "'default'); or `report DIR` to print an interests artifact's report; or "
@@ -212,6 +226,14 @@ def mine_cmd(
     from .api import mine_interests, mining_report
 
     args = list(args or [])
+    if show_help:  # `di mine report --help` is the subcommand's help, not this command's
+        if args and args[0] in _MINE_SUBCOMMANDS:
+            typer.echo(_MINE_SUBCOMMANDS[args[0]])
+        else:
+            text = ctx.get_help()  # rich prints it itself and returns ""
+            if text:
+                typer.echo(text)
+        return
     if args[:1] == ["report"]:
         if len(args) != 2:
             raise DeepInterestError("usage: di mine report DIR")

@@ -251,3 +251,13 @@ def test_a_limited_run_counts_only_the_users_its_items_give_interests(tmp_path):
     result = mine_stage(cfg, dataset, tmp_path / "interests", progress=False)
     assert result.counts["items"] == 2
     assert (result.counts["users"], result.counts["users_without_interests"]) == (1, 1)
+
+
+def test_mine_report_and_merge_have_help_of_their_own():
+    for sub, usage in (("report", "Usage: di mine report DIR"),
+                       ("merge", "Usage: di mine merge DATASET SHARD_DIR...")):
+        result = runner.invoke(app, ["mine", sub, "--help"])
+        assert result.exit_code == 0 and result.output.startswith(usage), result.output
+        assert "--budget" not in result.output  # not `di mine`'s own options
+    whole = runner.invoke(app, ["mine", "--help"])
+    assert whole.exit_code == 0 and "--budget" in whole.output
