@@ -19,12 +19,16 @@ from .config import (
     EvalConfig,
     GRPOConfig,
     MineConfig,
+    RunConfig,
     SFTConfig,
     TokenizeConfig,
     TrainConfig,
 )
 from .errors import DeepInterestError
 from .layout import RunLayout
+
+# Where a stage command writes by default: its folder in the default run (as `di run`).
+_DEFAULT_RUN = RunLayout(RunConfig.model_fields["workdir"].default)
 
 # `di --help` lists the commands in pipeline order, not in the order they are defined.
 COMMAND_ORDER = ("data", "mine", "tokenize", "train", "eval", "recommend", "run", "version")
@@ -87,7 +91,7 @@ def _data_config(source: str, format: Optional[str], items: Optional[Path],
 @_friendly
 def data_prepare(
     source: str = typer.Argument("default", help="'default', a data folder or a file"),
-    out: Path = typer.Option(Path("runs/data"), help="artifact folder to write"),
+    out: Path = typer.Option(_DEFAULT_RUN.dataset, help="artifact folder to write"),
     format: Optional[str] = _override(DataConfig, "format"),
     items: Optional[Path] = typer.Option(None, help=".item (P5/RecBole) or meta (Amazon) file"),
     kcore: Optional[int] = _override(DataConfig, "kcore", min=0),
@@ -128,7 +132,7 @@ def data_stats(
 @_friendly
 def tokenize_cmd(
     dataset: Path = typer.Argument(..., help="dataset artifact folder (from `di data prepare`)"),
-    out: Path = typer.Option(Path("runs/sids"), help="artifact folder to write"),
+    out: Path = typer.Option(_DEFAULT_RUN.sids, help="artifact folder to write"),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="run config whose \\[tokenize] table is used"),
     quantizer: Optional[str] = _override(TokenizeConfig, "quantizer"),
@@ -208,7 +212,7 @@ def mine_cmd(
         None, help="DATASET (a dataset artifact, 'default' or a data source; default: "
         "'default'); or `report DIR` to print an interests artifact's report; or "
         "`merge DATASET SHARD...` to join the shards of a run into --out"),
-    out: Path = typer.Option(Path("runs/default/interests"), help="artifact folder to write"),
+    out: Path = typer.Option(_DEFAULT_RUN.interests, help="artifact folder to write"),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="run config whose \\[mine] table is used"),
     backend: Optional[str] = typer.Option(None, help="mine with this one registered miner "

@@ -47,7 +47,8 @@ def read_dataset(source: str | Path = "default", *, format: str = "auto",
     return read_source(src, kcore=cfg.kcore, synthetic=cfg.synthetic)
 
 
-def prepare_data(config: DataConfig | str | Path = "default", out: str | Path = "runs/data",
+def prepare_data(config: DataConfig | str | Path = "default",
+                 out: str | Path = RunLayout(RunConfig.model_fields["workdir"].default).dataset,
                  *, force: bool = False, keep_other: bool = False) -> StageResult:
     """Write the canonical dataset artifact (``di data prepare``) from a ``DataConfig``
     or a source (``"default"``, a data folder or a file). ``keep_other`` refuses to
