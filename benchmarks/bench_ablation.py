@@ -86,19 +86,24 @@ def miner_names(cfg: RunConfig) -> str:
     return " + ".join(m.label or m.backend for m in cfg.mine.miners) or "none"
 
 
+def _variant(cfg: RunConfig) -> dict:
+    """What sets a row apart from the config's plain run: one reading for names and labels."""
+    t = cfg.tokenize
+    return {"collab": t.collab_weight, "every": t.interest_labels == "all",
+            "fusion": t.interest_weight if t.interest_mode == "fusion" else None,
+            "oracle": any(m.label == "oracle" for m in cfg.mine.miners)}
+
+
 def collab_label(cfg: RunConfig) -> str:
     """What the record's method adds to the row: the collaborative slot, all labels, the
     fusion weight, and for the oracle that it is a ceiling."""
-    t, parts = cfg.tokenize, []
-    if t.collab_weight:
-        parts.append(f"collaborative slot w={t.collab_weight:g}")
-    if t.interest_labels == "all":
-        parts.append("every descriptor (labels ignored)")
-    if t.interest_mode == "fusion":
-        parts.append(f"fusion w={t.interest_weight:g}")
-    if any(m.label == "oracle" for m in cfg.mine.miners):
-        parts.append("ORACLE interests: the planted phrases, a ceiling, not a method")
-    return "".join(f", {p}" for p in parts)
+    v = _variant(cfg)
+    parts = [f"collaborative slot w={v['collab']:g}" if v["collab"] else "",
+             "every descriptor (labels ignored)" if v["every"] else "",
+             f"fusion w={v['fusion']:g}" if v["fusion"] is not None else "",
+             "ORACLE interests: the planted phrases, a ceiling, not a method"
+             if v["oracle"] else ""]
+    return "".join(f", {p}" for p in parts if p)
 
 
 def tokenize_settings(cfg: RunConfig) -> dict:
@@ -109,15 +114,11 @@ def tokenize_settings(cfg: RunConfig) -> dict:
 
 
 def slot_suffix(cfg: RunConfig) -> str:
-    """SFT folders and records of runs with the collaborative slot or the oracle get their
-    own names."""
-    w = cfg.tokenize.collab_weight
-    oracle = any(m.label == "oracle" for m in cfg.mine.miners)
-    every = cfg.tokenize.interest_labels == "all"
-    fusion = cfg.tokenize.interest_mode == "fusion"
-    return (f"-collab{w:g}" if w else "") + ("-oracle" if oracle else "") \
-        + ("-alllabels" if every else "") \
-        + (f"-fusion{cfg.tokenize.interest_weight:g}" if fusion else "")
+    """SFT folders and records of runs that differ from the plain run get their own names."""
+    v = _variant(cfg)
+    return (f"-collab{v['collab']:g}" if v["collab"] else "") \
+        + ("-oracle" if v["oracle"] else "") + ("-alllabels" if v["every"] else "") \
+        + (f"-fusion{v['fusion']:g}" if v["fusion"] is not None else "")
 
 
 def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:

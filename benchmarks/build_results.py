@@ -18,7 +18,7 @@ from pathlib import Path
 
 from deepinterest.artifacts import atomic_write_text
 from deepinterest.results import (
-    ResultRecord, learning_curve, load_records, render_page, write_record)
+    SEED, ResultRecord, learning_curve, load_records, render_page, write_record)
 
 ROOT = Path(__file__).resolve().parent.parent
 PREAMBLE = """Every figure below was measured by the command shown under it, on the machine
@@ -99,7 +99,7 @@ def plot_curves(records: list[ResultRecord], dataset: str, path: Path) -> Path |
 def _mean(records, prefix: str, key: str) -> tuple[float, int] | None:
     """Mean of ``key`` over the seeds of one ablation record (names differing in -seedN)."""
     values = [r.figures[key] for r in records
-              if re.sub(r"-seed\d+", "", r.name) == prefix and key in r.figures]
+              if SEED.sub("", r.name) == prefix and key in r.figures]
     return (sum(values) / len(values), len(values)) if values else None
 
 

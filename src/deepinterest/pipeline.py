@@ -24,6 +24,7 @@ from .artifacts import (
     StageResult,
     artifact_fingerprint,
     atomic_write_text,
+    read_manifest,
     run_stage,
     stage_lock,
 )
@@ -107,7 +108,8 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
 
 def _data(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     result = stages.prepare_data(cfg.data, run.dataset)
-    items = len(load_dataset(result.path).items)
+    # The artifact's own count (its manifest), not a read of the whole dataset.
+    items = read_manifest(result.path)["counts"]["items"]
     if items < max(cfg.eval.ks):  # found now, not after training, when the metrics fail
         raise DeepInterestError(f"the catalogue has {items} items, fewer than the largest K "
                                 f"in eval.ks ({max(cfg.eval.ks)}): set [eval] ks to values "

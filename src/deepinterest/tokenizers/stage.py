@@ -162,14 +162,14 @@ def _stats(quantizer: Any, report: Any, suffixed: Any, codes: torch.Tensor) -> d
 
 
 def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: np.ndarray,
-                   cfg, image_map: np.ndarray | None = None) -> None:
+                   cfg, fields: list[str], image_map: np.ndarray | None = None) -> None:
     with (folder / SIDS_FILE).open("w", encoding="utf-8") as handle:
         for item, sid in zip(dataset.items, result.sids.tolist()):
             handle.write(json.dumps({"item": item.id, "sid": sid}) + "\n")
     result.quantizer.save(folder / QUANTIZER_DIR)
     np.save(folder / "embeddings.npy", vectors.astype(np.float32))
-    used = text_fields_of(dataset.items, cfg.text_fields)[0]  # cold start embeds the same
-    spec = {"encoder": cfg.encoder.model_dump(), "text_fields": used,
+    # The fields actually embedded (maybe a table's own): cold start embeds the same.
+    spec = {"encoder": cfg.encoder.model_dump(), "text_fields": fields,
             "quantizer": cfg.quantizer, "interests": result.stats.get("interests")}
     if image_map is not None:  # what cold start needs to embed a new item's image
         np.save(folder / IMAGE_MAP_FILE, image_map)
@@ -206,7 +206,7 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
     def build(folder: Path) -> dict:
         start = time.perf_counter()
         dataset = load_dataset(dataset_dir)
-        texts, warning = _texts_or_warning(dataset, cfg.text_fields, cfg.allow_id_only)
+        fields, texts, warning = _texts_or_warning(dataset, cfg.text_fields, cfg.allow_id_only)
         vectors, extra, notes = _embed(cfg, dataset, texts, dataset_dir, progress)
         if extra.get("interests") and extra["interests"]["fingerprint"] != inputs["interests"]:
             raise DeepInterestError(f"{cfg.interests} changed while it was being read; run "
@@ -220,7 +220,7 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
         result = fit_sids(vectors, cfg, progress=progress)
         result.stats.update(embed_seconds=time.perf_counter() - start,
                             warnings=([warning] if warning else []) + notes, **extra)
-        _write_outputs(folder, dataset, result, vectors, cfg, image_map)
+        _write_outputs(folder, dataset, result, vectors, cfg, fields, image_map)
         counts = {k: result.stats[k] for k in ("items", "unique_sids",
                                                "collision_rate_before_suffix")}
         if extra.get("interests"):
@@ -261,8 +261,8 @@ def text_fields_of(items: Sequence[Item], fields: list[str]) -> tuple[list[str],
 
 
 def _texts_or_warning(dataset: Dataset, fields: list[str], allow_id_only: bool = False
-                      ) -> tuple[list[str], str | None]:
-    """Item texts, and a warning when items have none of ``fields``.
+                      ) -> tuple[list[str], list[str], str | None]:
+    """The fields embedded, the item texts, and a warning when items have none of them.
 
     Such an item is embedded from its id, whose embedding says nothing about
     the item: its SID is arbitrary. When some items have text the run goes on
@@ -276,7 +276,7 @@ def _texts_or_warning(dataset: Dataset, fields: list[str], allow_id_only: bool =
     if not bare:
         if fallback:
             warnings.warn(fallback, stacklevel=3)
-        return texts, fallback
+        return fields, texts, fallback
     if bare == len(texts) and not allow_id_only:
         raise DeepInterestError(
             f"no item has any text (fields {fields}, nor any other field): semantic IDs from "
@@ -288,7 +288,7 @@ def _texts_or_warning(dataset: Dataset, fields: list[str], allow_id_only: bool =
                "ids, so their semantic IDs carry no meaning; add item texts (an .item or meta "
                "file) or set tokenize.text_fields")
     warnings.warn(warning, stacklevel=3)
-    return texts, warning
+    return fields, texts, warning
 
 
 class ItemTokenizer:
