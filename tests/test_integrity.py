@@ -53,3 +53,12 @@ def test_a_file_where_a_stage_folder_goes_is_a_message(run):
     result = runner.invoke(app, ["run", "--config", str(cfg)])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
     assert (work / "sft").read_text() == "mine"
+
+
+def test_a_users_file_inside_an_artifact_neither_rebuilds_it_nor_is_lost(run):
+    cfg, work = run
+    note = work / "sids" / "my-notes.txt"
+    note.write_text("mine")
+    again = runner.invoke(app, ["run", "--config", str(cfg)])
+    assert again.exit_code == 0 and "[tokenize] skipped" in again.output, again.output
+    assert note.read_text() == "mine"

@@ -251,15 +251,25 @@ def fingerprint_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _files_in_order(paths: list[Path]) -> list[Path]:
+    """The files of a set of files or folders, in the order their fingerprint reads them."""
+    out: list[Path] = []
+    for path in sorted(Path(p) for p in paths):
+        out += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return out
+
+
+def _digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.name).encode())
+        digest.update(fingerprint_file(file).encode())
+    return digest.hexdigest()
+
+
 def fingerprint_paths(paths: list[Path]) -> str:
     """One fingerprint for a set of files or folders (names and contents)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.name).encode())
-            digest.update(fingerprint_file(file).encode())
-    return digest.hexdigest()
+    return _digest(_files_in_order(paths))
 
 
 def fingerprint_value(value: Any) -> str:
@@ -303,6 +313,7 @@ def write_manifest(
         "config_fingerprint": fingerprint_value(config),
         "inputs": inputs,
         "fingerprint": fingerprint_paths(outputs),
+        "files": [f.relative_to(folder).as_posix() for f in _files_in_order(outputs)],
         "counts": counts,
         "seconds": round(seconds, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -322,10 +333,17 @@ def is_up_to_date(folder: str | Path, *, config: dict[str, Any], inputs: dict[st
 
 
 def intact(folder: str | Path, manifest: dict[str, Any]) -> bool:
-    """Whether the files of an artifact are those its manifest fingerprinted: a truncated
-    ``items.jsonl`` or damaged weights make the stage run again instead of being used."""
-    outputs = [p for p in Path(folder).iterdir() if p.name != MANIFEST]
-    return manifest.get("fingerprint") == fingerprint_paths(outputs)
+    """Whether the files the manifest lists are those it fingerprinted: a truncated
+    ``items.jsonl`` or damaged weights make the stage run again instead of being used.
+
+    Only the listed files count, so a file a user adds to the folder never makes the
+    stage rebuild (and replace it). A manifest from before the list is taken as it is.
+    """
+    listed = manifest.get("files")
+    if listed is None:
+        return True
+    files = [Path(folder) / name for name in listed]
+    return all(f.is_file() for f in files) and manifest.get("fingerprint") == _digest(files)
 
 
 # -- the stage runner: one home for the sequence every stage follows ----------
