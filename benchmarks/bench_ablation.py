@@ -78,6 +78,9 @@ def parse_args() -> argparse.Namespace:
                    help="interest-enhanced rows embed item text and descriptors apart and fuse "
                    "them with this weight (tokenize.interest_mode = fusion, interest_weight; "
                    "record and folder names get -fusionW)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="train.sft.patience for the SFT rows (0: never stop early, every "
+                   "epoch of the schedule runs); folder and record names get -patienceN")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -189,14 +192,17 @@ def main() -> None:
         base.tokenize.interest_labels = "all"
     if args.miner == "oracle":
         base.mine.miners = [oracle_miner(base, args.workdir / "answer-key")]
-    args.tag = "-".join(filter(None, [slot_suffix(base)[1:], args.tag]))
+    if args.patience is not None:
+        base.train.sft.patience = args.patience or None
+    suffix = slot_suffix(base) + ("" if args.patience is None else f"-patience{args.patience}")
+    args.tag = "-".join(filter(None, [suffix[1:], args.tag]))
     rows = {int(r) for r in args.rows.split(",")}
     if 1 in rows:
         plain = base.model_copy(deep=True)
-        plain.workdir = args.workdir / ("plain" + slot_suffix(base))
+        plain.workdir = args.workdir / ("plain" + suffix)
         sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT")
     enhanced = base.model_copy(deep=True)
-    enhanced.workdir = args.workdir / ("interests" + slot_suffix(base))
+    enhanced.workdir = args.workdir / ("interests" + suffix)
     enhanced.tokenize.interests = "mine"
     layout = RunLayout(enhanced.workdir)
     if rows & {2, 3, 4}:  # rows 3 and 4 start from row 2's SFT (skipped when up to date)
