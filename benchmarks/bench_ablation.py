@@ -4,17 +4,21 @@
     python benchmarks/bench_ablation.py --config examples/beauty.toml \\
         --workdir runs/ablation-beauty --prefix amazon-beauty
 
-Four rows, each a result record ``<prefix>-ablation-N-<slug>``, validation-selected
+Five rows, each a result record ``<prefix>-ablation-N-<slug>``, validation-selected
 and tested once:
 
 1. plain SIDs, SFT (``di run`` with the config as given, mining included);
 2. interest-enhanced SIDs (``[tokenize] interests = "mine"``, the run's own
    interests), SFT;
 3. row 2 + GRPO with exact-hit and MiniOneRec's rank-aware rewards;
-4. row 2 + GRPO with the paper's composite (exact, valid, prefix, quality) plus
-   the interest-aware partial credit: the full method.
+4. row 2 + GRPO with the paper's reward alone (exact, valid, prefix, and
+   quality on an exact hit; ``train.rl.rewards``' default with interests);
+5. row 4's reward plus our interest-aware partial credit (weight 0.5).
 
-Rows 3 and 4 start from row 2's SFT checkpoint (``rl_stage`` into their own
+Records made before the paper's reward got a row of its own name row 5
+``ablation-4-interest-composite`` (same command with ``--rows 4`` then).
+
+Rows 3 to 5 start from row 2's SFT checkpoint (``rl_stage`` into their own
 folders) with the config's ``[train.rl]`` settings, and record the mean share
 of zero-variance groups over their training steps. They run with
 ``keep_start = false``: the best of GRPO's own epochs, even when the SFT start
@@ -41,7 +45,9 @@ from deepinterest.train.stage import rl_stage
 ROWS = {
     3: ("exact-rank", "GRPO, exact + rank rewards (MiniOneRec's RL)",
         [RewardSpec(name="exact"), RewardSpec(name="rank", options={"hit_reward": 0.0})]),
-    4: ("interest-composite", "GRPO, paper composite + interest-aware (full method)",
+    4: ("paper-reward", "GRPO, the paper's reward (exact, valid, prefix, quality on a hit)",
+        [RewardSpec(name="paper")]),
+    5: ("interest-composite", "GRPO, paper's reward + interest-aware partial credit",
         [RewardSpec(name="paper"), RewardSpec(name="interest", weight=0.5)]),
 }
 
@@ -55,12 +61,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rl-lr", type=float, default=None, help="override train.rl.lr")
     p.add_argument("--tag", default="", help="added to record and GRPO folder names "
                    "(e.g. lr3e-4 for a validation sweep)")
-    p.add_argument("--rows", default="1,2,3,4",
-                   help="rows to run, e.g. 2,3,4 (rows 3 and 4 need row 2's folder)")
+    p.add_argument("--rows", default="1,2,3,4,5",
+                   help="rows to run, e.g. 2,3,4 (rows 3 to 5 need row 2's folder)")
     p.add_argument("--seed", type=int, default=None,
                    help="train.sft.seed and train.rl.seed (record names get -seedN)")
     p.add_argument("--interest-gate", type=int, default=0,
-                   help="row 4's interest reward pays only when the completion shares this "
+                   help="row 5's interest reward pays only when the completion shares this "
                    "many leading codes with the target (its gate_prefix; record and folder "
                    "names get -gateK)")
     p.add_argument("--collab-weight", type=float, default=0.0,
@@ -205,13 +211,13 @@ def main() -> None:
     enhanced.workdir = args.workdir / ("interests" + suffix)
     enhanced.tokenize.interests = "mine"
     layout = RunLayout(enhanced.workdir)
-    if rows & {2, 3, 4}:  # rows 3 and 4 start from row 2's SFT (skipped when up to date)
+    if rows & {2, 3, 4, 5}:  # rows 3 to 5 start from row 2's SFT (skipped when up to date)
         layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT",
                          keep=2 in rows)
     for number, (slug, label, rewards) in ROWS.items():
         if number not in rows:
             continue
-        if number == 4 and args.interest_gate:
+        if number == 5 and args.interest_gate:
             slug, label = f"{slug}-gate{args.interest_gate}", \
                 f"{label}, interest gated on {args.interest_gate} leading codes"
             rewards = [spec if spec.name != "interest" else spec.model_copy(
