@@ -84,6 +84,10 @@ def parse_args() -> argparse.Namespace:
                    help="interest-enhanced rows embed item text and descriptors apart and fuse "
                    "them with this weight (tokenize.interest_mode = fusion, interest_weight; "
                    "record and folder names get -fusionW)")
+    p.add_argument("--first", action="store_true",
+                   help="interest-enhanced rows use interest-first SIDs (tokenize.interest_mode "
+                   "= first: the first code quantizes the interests alone; record and folder "
+                   "names get -first)")
     p.add_argument("--patience", type=int, default=None,
                    help="train.sft.patience for the SFT rows (0: never stop early, every "
                    "epoch of the schedule runs); folder and record names get -patienceN")
@@ -100,6 +104,7 @@ def _variant(cfg: RunConfig) -> dict:
     t = cfg.tokenize
     return {"collab": t.collab_weight, "every": t.interest_labels == "all",
             "fusion": t.interest_weight if t.interest_mode == "fusion" else None,
+            "first": t.interest_mode == "first",
             "oracle": any(m.label == "oracle" for m in cfg.mine.miners)}
 
 
@@ -110,6 +115,7 @@ def collab_label(cfg: RunConfig) -> str:
     parts = [f"collaborative slot w={v['collab']:g}" if v["collab"] else "",
              "every descriptor (labels ignored)" if v["every"] else "",
              f"fusion w={v['fusion']:g}" if v["fusion"] is not None else "",
+             "interest-first SIDs" if v["first"] else "",
              "ORACLE interests: the planted phrases, a ceiling, not a method"
              if v["oracle"] else ""]
     return "".join(f", {p}" for p in parts if p)
@@ -127,7 +133,8 @@ def slot_suffix(cfg: RunConfig) -> str:
     v = _variant(cfg)
     return (f"-collab{v['collab']:g}" if v["collab"] else "") \
         + ("-oracle" if v["oracle"] else "") + ("-alllabels" if v["every"] else "") \
-        + (f"-fusion{v['fusion']:g}" if v["fusion"] is not None else "")
+        + (f"-fusion{v['fusion']:g}" if v["fusion"] is not None else "") \
+        + ("-first" if v["first"] else "")
 
 
 def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:
@@ -196,6 +203,8 @@ def main() -> None:
         base.tokenize.interest_mode, base.tokenize.interest_weight = "fusion", args.fusion
     if args.all_labels:
         base.tokenize.interest_labels = "all"
+    if args.first:
+        base.tokenize.interest_mode = "first"
     if args.miner == "oracle":
         base.mine.miners = [oracle_miner(base, args.workdir / "answer-key")]
     if args.patience is not None:

@@ -133,13 +133,17 @@ class TokenizeConfig(StrictModel):
     interests: str | None = Field(
         None, description="interests artifact (a `di mine` folder) whose descriptors join the "
         "item embeddings; 'mine' = the run's own interests folder; None = plain SIDs")
-    interest_mode: Literal["text", "fusion"] = Field(
+    interest_mode: Literal["text", "fusion", "first"] = Field(
         "text", description="text: embed 'item text; interests: d1; d2' (the paper's); "
-        "fusion: normalize((1 - w) * item vector + w * descriptors vector)")
+        "fusion: normalize((1 - w) * item vector + w * descriptors vector); first: the first "
+        "`interest_levels` codes quantize the descriptors vector alone, the rest the item "
+        "text within that interest (rkmeans)")
     interest_labels: Literal["positive", "all"] = Field(
         "positive", description="descriptors used: positive = reward label 1 only, all = every one")
     interest_weight: float = Field(0.5, ge=0.0, le=1.0,
                                    description="w, the descriptors' share in fusion mode")
+    interest_levels: int = Field(1, ge=1, description="first mode: the code levels that "
+                                 "quantize the interests alone (fewer than `levels`)")
     max_interests: int | None = Field(None, ge=1, description="descriptors per item at most, "
                                       "first in order; None = all")
     # The image slot (docs/tokenizers.md): off at weight 0.
@@ -181,6 +185,16 @@ class TokenizeConfig(StrictModel):
         if isinstance(value, int) and value < 2:
             raise ValueError("codebook_size must be >= 2 or 'auto'")
         return value
+
+    @model_validator(mode="after")
+    def _first_mode_splits_rkmeans(self) -> TokenizeConfig:
+        if self.interest_mode == "first" and (self.quantizer != "rkmeans"
+                                              or self.interest_levels >= self.levels):
+            raise ValueError(
+                "interest_mode = 'first' needs quantizer = 'rkmeans' (its levels split) and "
+                f"interest_levels below levels; got quantizer = {self.quantizer!r}, "
+                f"interest_levels = {self.interest_levels}, levels = {self.levels}")
+        return self
 
 
 class SFTConfig(StrictModel):

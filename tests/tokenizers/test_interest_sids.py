@@ -298,3 +298,33 @@ def test_cold_start_embeds_like_the_fit(world, tmp_path):
     unfitted.spec, unfitted._encoder = {**tok.spec, "interests": None}, tok._encoder
     with pytest.raises(DeepInterestError, match="fitted without interests"):
         unfitted.encode_items(items[:1], interests=given)
+
+
+def test_first_mode_names_the_interest_in_the_first_code(world, tmp_path):
+    cfg = _cfg(world, interest_mode="first", interest_labels="all")
+    tokenize_items(cfg, world / "dataset", tmp_path / "sids", progress=False)
+    items = load_dataset(world / "dataset").items
+    chosen = _expected(world, "all", None)
+    item_vecs = _encode([it.text(FIELDS) for it in items])
+    head = item_vecs.copy()  # no descriptors: the item vector stands for the interests too
+    enhanced = [n for n, d in enumerate(chosen) if d]
+    head[enhanced] = _encode(["; ".join(chosen[n]) for n in enhanced])
+    stored = np.load(tmp_path / "sids" / "embeddings.npy")
+    np.testing.assert_allclose(stored, np.concatenate([head, item_vecs], axis=1), atol=1e-5)
+    tok = ItemTokenizer(tmp_path / "sids")
+    first = {}
+    for n in enhanced:  # the same interests, the same first code, whatever the item text
+        first.setdefault(tuple(chosen[n]), set()).add(tok.sids[items[n].id][0])
+    assert len(first) > 1 and all(len(codes) == 1 for codes in first.values())
+    assert (tok.quantizer.prefix_dims, tok.quantizer.prefix_levels) == (head.shape[1], 1)
+    assert read_manifest(tmp_path / "sids")["config"]["interest_levels"] == 1
+    assert _stats(tmp_path / "sids")["interests"]["levels"] == 1
+    given = {items[n].id: chosen[n] for n in enhanced}
+    codes = tok.encode_items(items[:8], interests=given)  # cold start embeds like the fit
+    assert torch.equal(codes[:, :-1], torch.tensor([tok.sids[it.id] for it in items[:8]])[:, :-1])
+
+
+@pytest.mark.parametrize("extra", [{"quantizer": "rqvae"}, {"interest_levels": 3}])
+def test_first_mode_needs_split_rkmeans_levels(extra):
+    with pytest.raises(ValueError, match="interest_mode = 'first' needs"):
+        TokenizeConfig(interests="x", interest_mode="first", **extra)

@@ -283,3 +283,40 @@ def test_rqvae_divergence_is_reported_with_the_fix():
     rq = RQVAE(levels=1, codebook_size=4, hidden_dims=(8,), latent_dim=4, epochs=3, lr=1e6)
     with pytest.raises(DeepInterestError, match="diverged.*lower lr"):
         rq.fit(x, seed=0)
+
+
+# ---- residual k-means with split levels (interest-first SIDs) -------------------------
+
+
+def test_split_levels_assign_the_prefix_first_then_the_rest(tmp_path):
+    x = clustered(n=400, d=12)
+    rk = ResidualKMeans(levels=3, codebook_size=8, prefix_dims=5, prefix_levels=1)
+    rk.fit(x, seed=3)
+    codes = rk.encode(x)
+    alone = KMeans(codebook_size=8).train(x[:, :5].contiguous(), seed=3 * 1_000_003)
+    assert torch.equal(codes[:, 0], alone.assignments)  # level 1 sees the prefix only
+    # The prefix moved onto its own level-1 codeword keeps level 1, and so every later code:
+    # those levels read the rest of the vector, minus its cluster's mean rest.
+    moved = x.clone()
+    moved[:, :5] = rk.codebooks[0][codes[:, 0], :5]
+    assert torch.equal(rk.encode(moved), codes)
+    rest = x.clone()
+    rest[:, 5:] = torch.randn(400, 7, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(rk.encode(rest)[:, 0], codes[:, 0])
+    assert not torch.equal(rk.encode(rest)[:, 1:], codes[:, 1:])
+    means = torch.stack([x[codes[:, 0] == k, 5:].mean(0) for k in range(8)])
+    torch.testing.assert_close(rk.codebooks[0][:, 5:], means)
+    assert not rk.codebooks[1][:, :5].any() and not rk.codebooks[2][:, :5].any()
+    torch.testing.assert_close(rk.decode(codes), rk.quantize(x).quantized)
+    rk.save(tmp_path / "q")
+    again = ResidualKMeans.load(tmp_path / "q")
+    assert (again.prefix_dims, again.prefix_levels) == (5, 1)
+    assert torch.equal(again.encode(x), codes)
+
+
+@pytest.mark.parametrize("dims,levels", [(0, 1), (4, 0), (4, 3)])
+def test_split_levels_refuse_a_split_that_leaves_a_side_empty(dims, levels):
+    with pytest.raises(DeepInterestError, match="split levels need"):
+        ResidualKMeans(levels=3, codebook_size=4, prefix_dims=dims, prefix_levels=levels)
+    with pytest.raises(DeepInterestError, match="leaves no dimension"):
+        ResidualKMeans(levels=2, codebook_size=4, prefix_dims=6).fit(clustered(n=50, d=6))

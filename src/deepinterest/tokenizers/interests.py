@@ -14,6 +14,11 @@ vector that is quantized in one of two ways:
   with the fixed weight ``w = tokenize.interest_weight``. It keeps the item's
   own meaning from being drowned by a long list of descriptors and lets the
   weight be swept without re-embedding anything (both parts stay cached).
+- ``first``: the two vectors side by side, ``[interests | item]``, and the
+  residual k-means splits its levels (``rkmeans.py``): the first
+  ``tokenize.interest_levels`` codes quantize the interests alone, the rest
+  the item text within that interest cluster. A SID prefix then names an
+  interest, which is what the prefix reward pays for.
 
 Design decisions:
 
@@ -63,7 +68,8 @@ from ..schemas.interests import ITEMS_FILE, MINE_STAGE, read_rows
 # `di run` to <workdir>/interests, by `di tokenize` to the dataset's sibling folder).
 RUN_INTERESTS = "mine"
 # The mine stage's manifest name and file, spelled here: stages meet only on disk.
-INTEREST_FIELDS = ("interest_mode", "interest_labels", "interest_weight", "max_interests")
+INTEREST_FIELDS = ("interest_mode", "interest_labels", "interest_weight", "interest_levels",
+                   "max_interests")
 
 
 def resolve_interests(value: str | None, run_interests: Path) -> str | None:
@@ -76,7 +82,8 @@ def stage_config(cfg) -> dict[str, Any]:
 
     The cache folder and the interests path are left out (the artifact's
     fingerprint is an input instead); without interests, so are the interest
-    settings, and in text mode the fusion weight; so are the image settings
+    settings, the fusion weight outside fusion mode and the interest levels outside
+    first mode; so are the image settings
     when ``image_weight`` is 0, and the collaborative ones when
     ``collab_weight`` is 0.
     """
@@ -90,8 +97,10 @@ def stage_config(cfg) -> dict[str, Any]:
         exclude.update(COLLAB_FIELDS)
     if cfg.interests is None:
         exclude.update(INTEREST_FIELDS)
-    elif cfg.interest_mode == "text":
+    elif cfg.interest_mode != "fusion":
         exclude.add("interest_weight")
+    if cfg.interest_mode != "first":  # SIDs of the other modes keep their fingerprints
+        exclude.add("interest_levels")
     return cfg.model_dump(mode="json", exclude=exclude)
 
 
@@ -229,6 +238,10 @@ def embed_with_interests(encoder, texts: Sequence[str], descriptors: Sequence[Se
     joined = ["; ".join(descriptors[i]) for i in enhanced]
     vectors = embed_texts(encoder, [*texts, *joined], cache_dir=cache_dir, progress=progress)
     out = vectors[:len(texts)].copy()
+    if mode == "first":  # [interests | item]; without descriptors the item stands for both
+        head = out.copy()
+        head[enhanced] = vectors[len(texts):]
+        return np.concatenate([head, out], axis=1)
     if enhanced:
         out[enhanced] = fuse(out[enhanced], vectors[len(texts):], weight)
     return out
@@ -245,6 +258,7 @@ def interest_stats(source: InterestSource, picked: Selection, cfg) -> dict[str, 
         "mode": cfg.interest_mode,
         "labels": cfg.interest_labels,
         "weight": cfg.interest_weight if cfg.interest_mode == "fusion" else None,
+        "levels": cfg.interest_levels if cfg.interest_mode == "first" else None,
         "max_interests": cfg.max_interests,
         "items_enhanced": enhanced,
         "items_without_interests": len(counts) - enhanced,

@@ -109,11 +109,13 @@ class SIDResult:
     stats: dict[str, Any]
 
 
-def fit_sids(vectors: np.ndarray, cfg, *, progress: bool = False) -> SIDResult:
-    """Fit the configured quantizer on ``vectors`` and return unique SIDs with stats."""
+def fit_sids(vectors: np.ndarray, cfg, *, progress: bool = False,
+             split: dict[str, int] | None = None) -> SIDResult:
+    """Fit the configured quantizer on ``vectors`` and return unique SIDs with stats;
+    ``split`` adds residual k-means' split-level options (interest-first SIDs)."""
     size = cfg.codebook_size if cfg.codebook_size != "auto" else auto_codebook_size(len(vectors))
     quantizer = create("quantizers", cfg.quantizer, levels=cfg.levels, codebook_size=size,
-                       **cfg.options)
+                       **cfg.options, **(split or {}))
     x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     report = quantizer.fit(x, seed=cfg.seed, progress=progress)
     codes = quantizer.encode(x)
@@ -211,13 +213,14 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
         if extra.get("interests") and extra["interests"]["fingerprint"] != inputs["interests"]:
             raise DeepInterestError(f"{cfg.interests} changed while it was being read; run "
                                     "the tokenize stage again")
+        split = _interest_split(cfg, vectors, extra)
         image_map = None
         if cfg.image_weight:
             vectors, image_map, extra["images"], more = add_images(cfg, dataset.items, vectors)
             notes += more
         if cfg.collab_weight:
             vectors, extra["collab"] = add_collab(cfg, dataset, vectors)
-        result = fit_sids(vectors, cfg, progress=progress)
+        result = fit_sids(vectors, cfg, progress=progress, split=split)
         result.stats.update(embed_seconds=time.perf_counter() - start,
                             warnings=([warning] if warning else []) + notes, **extra)
         _write_outputs(folder, dataset, result, vectors, cfg, fields, image_map)
@@ -228,6 +231,14 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
         return counts
 
     return run_stage(Stage("tokenize", out, config, inputs, force), build)
+
+
+def _interest_split(cfg, vectors: np.ndarray, extra: dict[str, Any]) -> dict[str, int] | None:
+    """Interest-first SIDs: the first levels assign on the interests half of ``[interests |
+    item]`` (two encoder vectors of one width; images and the collaborative slot come later)."""
+    if cfg.interests is None or cfg.interest_mode != "first":
+        return None
+    return {"prefix_dims": vectors.shape[1] // 2, "prefix_levels": cfg.interest_levels}
 
 
 def _embed(cfg, dataset: Dataset, texts: list[str], dataset_dir: Path, progress: bool
