@@ -197,15 +197,11 @@ class TokenizeConfig(StrictModel):
         return self
 
 
-class SFTConfig(StrictModel):
-    """Trainer settings, saved with every checkpoint.
+class TrainerConfig(StrictModel):
+    """The settings every trainer has (SFT, GRPO): schedule, validation, early stopping,
+    checkpoints and resume. The trainers set their own defaults for some of them."""
 
-    Validation ranks as evaluation does: beam and cut-offs come from
-    :class:`EvalConfig`, the history length from :class:`SplitConfig`.
-    """
-
-    # Defaults chosen on the default dataset's validation split (docs/training.md).
-    epochs: int = Field(60, ge=0, description="passes over the training prefixes")
+    epochs: int = Field(60, ge=0, description="passes over the training examples")
     batch_size: int = Field(256, ge=1, description="examples per process and step")
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -220,11 +216,22 @@ class SFTConfig(StrictModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None = the usable "
                                 "cores that other jobs leave free")
     resume: bool = True
-    alignment_weight: float = Field(0.0, ge=0)
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16: autocast the training forward to bfloat16 (weights, "
         "gradients and optimizer stay fp32; validation runs in fp32); auto: bf16 where the "
         "CPU or GPU computes it natively, else fp32")
+
+
+class SFTConfig(TrainerConfig):
+    """Trainer settings, saved with every checkpoint.
+
+    Validation ranks as evaluation does: beam and cut-offs come from
+    :class:`EvalConfig`, the history length from :class:`SplitConfig`.
+    Defaults chosen on the default dataset's validation split (docs/training.md).
+    """
+
+    epochs: int = Field(60, ge=0, description="passes over the training prefixes")
+    alignment_weight: float = Field(0.0, ge=0)
 
 
 class RewardSpec(StrictModel):
@@ -251,7 +258,7 @@ class RewardSpec(StrictModel):
         return self.label or self.name
 
 
-class GRPOConfig(StrictModel):
+class GRPOConfig(TrainerConfig):
     """Reinforcement learning of the SFT model with GRPO (``di train --stage rl``).
 
     Defaults follow DeepInterestGR (arXiv 2602.18907: group size 8, KL 0.001,
@@ -291,20 +298,12 @@ class GRPOConfig(StrictModel):
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: float | None = Field(1.0, gt=0)
+    schedule: Literal["cosine", "constant"] = "constant"
     patience: int | None = Field(None, ge=1, description="evaluations without gain; None = "
                                  "off")
-    eval_every: int = Field(1, ge=1, description="epochs between validations")
-    eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
-    eval_batch_size: int = Field(256, ge=1, description="users per validation beam search")
     keep_start: bool = Field(True, description="the SFT model (epoch 0) competes for best on "
                              "validation, so RL never ends below its start; false: the best "
                              "of the RL epochs only")
-    seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = the usable "
-                                "cores that other jobs leave free")
-    resume: bool = True
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="as sft.precision: bf16 autocasts rollouts and the training and "
         "reference forwards; auto = bf16 where computed natively")

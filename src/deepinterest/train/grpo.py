@@ -80,7 +80,6 @@ Design decisions:
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,12 +98,11 @@ from ..errors import DeepInterestError
 from ..evaluate import Metrics
 from ..rewards.interest_index import InterestIndex
 from . import distributed as dd
-from .loop import (BEST, EpochRecord, EpochStats, LoopSettings, Progress, Step, Task,
-                   global_batches, lr_schedule, record_dict, run_epochs, train_epoch, write_test,
-                   write_folder)
+from .loop import EpochStats, Step, global_batches, run_epochs, train_epoch
 from .precision import resolve_precision
 from .rollout import as_composite, build_reward, completion_logprobs, rollout, score
-from .sft import TrainData, _evaluate, _Validation, valid_subset
+from .sft import TrainData
+from .trainer import TrainResult, make_optimizer, open_run, result_dict
 from .threads import set_threads
 
 RL_FILE = "rl.json"
@@ -181,27 +179,11 @@ def grpo_loss(logp: torch.Tensor, advantages: torch.Tensor, *,
 # -- results -------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class GRPOResult:
-    best_epoch: int
-    epochs_run: int
-    start_valid: Metrics  # the model as given (the SFT checkpoint), same validation subset
-    valid: Metrics  # at the best epoch
-    test: Metrics  # best checkpoint, every test user
-    history: list[EpochRecord]
-    seconds: float
-    best_dir: Path
-    stopped_early: bool
-    precision: str = "fp32"
+class GRPOResult(TrainResult):
+    """One GRPO run: :class:`~.trainer.TrainResult`'s fields and ``start_valid``, the model
+    as given (the SFT checkpoint) on the same validation subset."""
 
-
-def result_dict(result: GRPOResult) -> dict[str, Any]:
-    """JSON-ready summary of a run (``out_dir/rl_result.json``)."""
-    return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early, "seconds": round(result.seconds, 3),
-            "precision": result.precision, "start_valid": result.start_valid.values,
-            "valid": result.valid.values, "valid_users": result.valid.users,
-            "test": result.test.values, "test_users": result.test.users,
-            "best_dir": str(result.best_dir), "history": [record_dict(h) for h in result.history]}
+    start_valid: Metrics | None = None
 
 
 # -- one step ------------------------------------------------------------------
@@ -325,16 +307,6 @@ def _check(backbone, splits: Splits, cfg: GRPOConfig, user_ids) -> None:
                                     f"user position {top}; pass every dataset user's id")
 
 
-def _save_best(out: Path, backbone, cfg: GRPOConfig, epoch: int, valid: dict[str, float],
-               info: dd.DistInfo, provenance: dict[str, str] | None = None) -> None:
-    def write(tmp: Path) -> None:
-        backbone.save(tmp)
-        meta = {"config": cfg.model_dump(mode="json"), "epoch": epoch, "valid": valid,
-                "inputs": provenance or {}}
-        (tmp / RL_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    write_folder(out / BEST, info, write)
-
-
 def train_grpo(backbone, catalog, splits: Splits, cfg: GRPOConfig, out_dir: str | Path, *,
                reward: Callable[..., list] | None = None,
                interests: InterestIndex | None = None, user_ids: Sequence[str] | None = None,
@@ -351,37 +323,22 @@ def train_grpo(backbone, catalog, splits: Splits, cfg: GRPOConfig, out_dir: str 
     under ``out_dir``; resume and ``restart_mismatched`` as
     :func:`~.sft.train_sft`.
     """
-    started = time.perf_counter()
     _check(backbone, splits, cfg, user_ids)
-    set_threads(cfg.threads)
-    info = dd.init_distributed()
-    out = Path(out_dir)
-    backbone.to(info.device)
-    trie = SIDTrie.from_catalog(catalog)
-    val = _Validation.of(evaluation, splits, cfg)
-    valid = valid_subset(splits.valid, cfg)
-    start_valid = _evaluate(backbone, catalog, valid, val, trie, info)
-    parts = _parts(backbone, catalog, splits, cfg, reward, interests, user_ids, trie, info)
-    task = Task(model=backbone, optimizer=parts.optimizer, scheduler=parts.scheduler,
-                lengths=parts.data.lengths, step=partial(_train_step, parts),
-                evaluate=partial(_evaluate, backbone, catalog, valid, val, trie, info),
-                save_best=partial(_save_best, out, backbone, cfg, info=info,
-                                  provenance=provenance),
-                config=cfg, resume_free=_RESUME_FREE)
-    settings = LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                            eval_every=cfg.eval_every, patience=cfg.patience,
-                            metric=f"ndcg@{max(val.ks)}", resume=cfg.resume,
-                            restart_mismatched=restart_mismatched,
+    run = open_run(backbone, catalog, splits, cfg, out_dir, RL_FILE, evaluation=evaluation,
+                   provenance=provenance)
+    start_valid = run.evaluate(run.valid)
+    parts = _parts(backbone, catalog, splits, cfg, reward, interests, user_ids, run.trie,
+                   run.info)
+    task = run.task(optimizer=parts.optimizer, scheduler=parts.scheduler,
+                    lengths=parts.data.lengths, step=partial(_train_step, parts),
+                    resume_free=_RESUME_FREE)
+    settings = run.settings(restart_mismatched,
                             start=dict(start_valid.values) if cfg.keep_start else None)
     # Epochs go through _run_epoch, looked up when called: the resume test stops a run there.
-    prog = run_epochs(task, settings, out_dir=out, info=info, progress=progress,
+    prog = run_epochs(task, settings, out_dir=run.out, info=run.info, progress=progress,
                       train=lambda epoch: _run_epoch(parts, epoch, progress))
-    if not (out / BEST / RL_FILE).is_file():  # no validation ran (epochs=0): keep the start
-        _save_best(out, backbone, cfg, prog.epoch, dict(start_valid.values), info, provenance)
-    result = _finish(backbone, catalog, splits, cfg, out, info, prog, started, val, start_valid,
-                     trie)
-    dd.cleanup(info)
-    return result
+    return run.finish(prog, GRPOResult, RESULT_FILE, start=start_valid,
+                      start_valid=start_valid)
 
 
 def _parts(backbone, catalog, splits: Splits, cfg: GRPOConfig, reward, interests, user_ids,
@@ -389,9 +346,7 @@ def _parts(backbone, catalog, splits: Splits, cfg: GRPOConfig, reward, interests
     data = TrainData.from_examples(splits.train, splits.max_history)
     steps = len(global_batches(data.lengths, cfg.batch_size, seed=cfg.seed, epoch=1,
                                info=info)) * cfg.epochs * cfg.num_iterations
-    params = [p for p in backbone.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, steps))
+    opt, sched = make_optimizer(backbone, cfg, steps)
     reward = (as_composite(reward) if reward is not None else
               build_reward(cfg.rewards, catalog=catalog, interests=interests,
                            group_size=cfg.group_size))
@@ -400,20 +355,6 @@ def _parts(backbone, catalog, splits: Splits, cfg: GRPOConfig, reward, interests
     return _Parts(dd.wrap(_LogProbForward(backbone), info), backbone, _reference(backbone, cfg),
                   opt, sched, data, [e.history for e in splits.train], users, reward, catalog,
                   trie, cfg, info)
-
-
-def _finish(backbone, catalog, splits: Splits, cfg: GRPOConfig, out: Path, info, prog: Progress,
-            started: float, val, start_valid: Metrics, trie: SIDTrie) -> GRPOResult:
-    """Load the best checkpoint into ``backbone`` and evaluate it on test once."""
-    best = type(backbone).load(out / BEST, catalog)
-    backbone.load_state_dict(best.state_dict())
-    test = _evaluate(backbone, catalog, splits.test, val, trie, info)
-    valid = Metrics(start_valid.users, prog.best_valid or dict(start_valid.values))
-    result = GRPOResult(prog.best_epoch, prog.epoch, start_valid, valid, test, prog.history,
-                        time.perf_counter() - started, out / BEST, prog.stopped,
-                        resolve_precision(cfg.precision, info.device))
-    write_test(out, RL_FILE, RESULT_FILE, dict(test.values), result_dict(result), info)
-    return result
 
 
 def time_grpo_steps(backbone, catalog, splits: Splits, cfg: GRPOConfig, steps: int, *,

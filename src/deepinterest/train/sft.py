@@ -34,29 +34,23 @@ Design decisions:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from ..config import EvalConfig, SFTConfig
 from ..backbones.base import GenerativeBackbone, pad_histories
-from ..backbones.trie import SIDTrie
 from ..data.splits import Example, Splits
 from ..errors import DeepInterestError
-from ..evaluate import Metrics, metrics_from_ranks
 from . import distributed as dd
-from .generative_eval import target_ranks
-from .loop import (BEST, LAST, STATE_FILE, EpochRecord, EpochStats, LoopSettings, Progress,
-                   Task, epoch_batches, global_batches, record_dict, run_epochs, train_epoch,
-                   lr_schedule, write_folder, write_test)
+from .loop import (BEST, LAST, STATE_FILE, EpochRecord, EpochStats, epoch_batches,
+                   global_batches, run_epochs, train_epoch)
 from .precision import resolve_precision
 from .threads import set_threads
+from .trainer import TrainResult, make_optimizer, open_run, result_dict, valid_subset
 
 # The checkpoint names and the epoch helpers live in .loop; they stay importable from here.
 __all__ = ["BEST", "LAST", "STATE_FILE", "SFT_FILE", "RESULT_FILE", "EpochRecord", "SFTConfig",
@@ -69,16 +63,8 @@ _RESUME_FREE = ("resume", "threads")  # may change between a run and its resume
 
 
 @dataclass(frozen=True)
-class SFTResult:
-    best_epoch: int
-    epochs_run: int
-    valid: Metrics  # at the best epoch (on the eval_users subset when set)
-    test: Metrics  # best checkpoint, every test user
-    history: list[EpochRecord]
-    seconds: float
-    best_dir: Path
-    stopped_early: bool
-    precision: str = "fp32"  # of the training forward, "auto" resolved
+class SFTResult(TrainResult):
+    """One SFT run (:class:`~.trainer.TrainResult`'s fields)."""
 
 
 @dataclass(frozen=True)
@@ -102,23 +88,7 @@ class TrainData:
         return len(self.targets)
 
 
-def _optimizer(backbone: torch.nn.Module, cfg: SFTConfig, total_steps: int):
-    params = [p for p in backbone.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, total_steps))
-
-
 # -- checkpoints and one epoch ----------------------------------------------
-
-def _save_best(out: Path, backbone, cfg: SFTConfig, epoch: int, valid: dict[str, float],
-               info: dd.DistInfo, provenance: dict[str, str] | None = None) -> None:
-    def write(tmp: Path) -> None:
-        backbone.save(tmp)
-        meta = {"config": cfg.model_dump(), "epoch": epoch, "valid": valid,
-                "inputs": provenance or {}}
-        (tmp / SFT_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    write_folder(out / BEST, info, write)
-
 
 def _global_batches(data: TrainData, cfg: SFTConfig, epoch: int,
                     info: dd.DistInfo) -> list[torch.Tensor]:
@@ -152,45 +122,6 @@ def _run_epoch(model, opt, sched, backbone, data: TrainData, cfg: SFTConfig, epo
                        progress=progress)
 
 
-@dataclass(frozen=True)
-class _Validation:
-    """How checkpoints are scored: the run's evaluation settings (``EvalConfig``) and
-    history length (the splits'), so validation ranks exactly as ``di eval`` will."""
-
-    beam: int
-    ks: tuple[int, ...]
-    max_history: int
-    batch_size: int
-
-    @classmethod
-    def of(cls, evaluation: EvalConfig | None, splits: Splits, cfg: SFTConfig) -> _Validation:
-        evaluation = evaluation or EvalConfig()
-        return cls(evaluation.beam, tuple(evaluation.ks), splits.max_history,
-                   cfg.eval_batch_size)
-
-
-def _evaluate(backbone, catalog, examples: list[Example], val: _Validation, trie: SIDTrie,
-              info: dd.DistInfo) -> Metrics:
-    """Metrics over ``examples``, each rank ranking ``rank::world`` of them."""
-    mine = examples[info.rank::info.world]
-    ranks = target_ranks(backbone, catalog, mine, beam=val.beam, topk=max(val.ks),
-                         batch_size=val.batch_size, max_history=val.max_history, trie=trie)
-    every = dd.all_gather(ranks, info)
-    merged = np.empty(len(examples), dtype=np.int64)
-    for rank, part in enumerate(every):
-        merged[rank::info.world] = part
-    return metrics_from_ranks(merged, ks=val.ks)
-
-
-def valid_subset(examples: list[Example], cfg: SFTConfig) -> list[Example]:
-    """The fixed, seeded validation subset (all examples when ``eval_users`` is None)."""
-    if cfg.eval_users is None or cfg.eval_users >= len(examples):
-        return list(examples)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    keep = torch.randperm(len(examples), generator=gen)[:cfg.eval_users].sort().values
-    return [examples[i] for i in keep.tolist()]
-
-
 # -- the trainer -------------------------------------------------------------
 
 def _check(backbone, splits: Splits, cfg: SFTConfig) -> None:
@@ -213,22 +144,6 @@ def _loss_model(backbone, cfg: SFTConfig, info: dd.DistInfo) -> torch.nn.Module:
     return dd.wrap(dd.LossForward(backbone, alignment_weight=cfg.alignment_weight), info)
 
 
-def _task(model, backbone, catalog, data: TrainData, valid: list[Example], cfg: SFTConfig,
-          info: dd.DistInfo, opt, sched, save_best, val: _Validation) -> Task:
-    return Task(model=backbone, optimizer=opt, scheduler=sched, lengths=data.lengths,
-                step=partial(_train_step, model, opt, sched, backbone, data, cfg=cfg, info=info),
-                evaluate=partial(_evaluate, backbone, catalog, valid, val,
-                                 SIDTrie.from_catalog(catalog), info),
-                save_best=save_best, config=cfg, resume_free=_RESUME_FREE)
-
-
-def _settings(cfg: SFTConfig, val: _Validation, restart_mismatched: bool) -> LoopSettings:
-    return LoopSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                        eval_every=cfg.eval_every, patience=cfg.patience,
-                        metric=f"ndcg@{max(val.ks)}",  # NDCG@10 with the default cut-offs
-                        resume=cfg.resume, restart_mismatched=restart_mismatched)
-
-
 def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | Path, *,
               progress: bool = True, evaluation: EvalConfig | None = None,
               provenance: dict[str, str] | None = None,
@@ -243,55 +158,24 @@ def train_sft(backbone, catalog, splits: Splits, cfg: SFTConfig, out_dir: str | 
     unreadable file) is an error, or with ``restart_mismatched`` a warning and
     a fresh start (the training stage, which owns and locks its folder).
     """
-    started = time.perf_counter()
     _check(backbone, splits, cfg)
-    set_threads(cfg.threads)
-    info = dd.init_distributed()
-    out = Path(out_dir)
-    backbone.to(info.device)
-    val = _Validation.of(evaluation, splits, cfg)
+    run = open_run(backbone, catalog, splits, cfg, out_dir, SFT_FILE, evaluation=evaluation,
+                   provenance=provenance)
+    info = run.info
     data = TrainData.from_examples(splits.train, splits.max_history)
     steps = len(_global_batches(data, cfg, 1, info)) * cfg.epochs
-    opt, sched = _optimizer(backbone, cfg, steps)
+    opt, sched = make_optimizer(backbone, cfg, steps)
     model = _loss_model(backbone, cfg, info)
-    save_best = partial(_save_best, out, backbone, cfg, info=info, provenance=provenance)
-    task = _task(model, backbone, catalog, data, valid_subset(splits.valid, cfg), cfg, info,
-                 opt, sched, save_best, val)
+    task = run.task(optimizer=opt, scheduler=sched, lengths=data.lengths,
+                    step=partial(_train_step, model, opt, sched, backbone, data, cfg=cfg,
+                                 info=info), resume_free=_RESUME_FREE)
     # Epochs go through _run_epoch (task.step over the loop's batches), looked up when
     # called: the resume tests stop a run there.
-    prog = run_epochs(task, _settings(cfg, val, restart_mismatched), out_dir=out, info=info,
+    prog = run_epochs(task, run.settings(restart_mismatched), out_dir=run.out, info=info,
                       progress=progress,
                       train=lambda epoch: _run_epoch(model, opt, sched, backbone, data, cfg,
                                                      epoch, info, progress))
-    if not (out / BEST / SFT_FILE).is_file():  # no validation ran (epochs=0)
-        _save_best(out, backbone, cfg, prog.epoch, {}, info, provenance)
-    result = _finish(backbone, catalog, splits, cfg, out, info, prog, started, val)
-    dd.cleanup(info)
-    return result
-
-
-def _finish(backbone, catalog, splits, cfg, out, info, prog: Progress, started,
-            val) -> SFTResult:
-    """Load the best checkpoint into ``backbone`` and evaluate it on test once."""
-    best = type(backbone).load(out / BEST, catalog)
-    backbone.load_state_dict(best.state_dict())
-    test = _evaluate(backbone, catalog, splits.test, val, SIDTrie.from_catalog(catalog), info)
-    valid_users = len(valid_subset(splits.valid, cfg))
-    result = SFTResult(prog.best_epoch, prog.epoch, Metrics(valid_users, prog.best_valid), test,
-                       prog.history, time.perf_counter() - started, out / BEST, prog.stopped,
-                       resolve_precision(cfg.precision, info.device))
-    write_test(out, SFT_FILE, RESULT_FILE, dict(test.values), result_dict(result), info)
-    return result
-
-
-def result_dict(result: SFTResult) -> dict[str, Any]:
-    """JSON-ready summary of a run (``out_dir/sft_result.json``)."""
-    return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early, "seconds": round(result.seconds, 3),
-            "precision": result.precision,
-            "valid": result.valid.values, "valid_users": result.valid.users,
-            "test": result.test.values, "test_users": result.test.users,
-            "best_dir": str(result.best_dir), "history": [record_dict(h) for h in result.history]}
+    return run.finish(prog, SFTResult, RESULT_FILE)
 
 
 def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tuple[float, int]:
@@ -308,7 +192,7 @@ def time_train_steps(backbone, splits: Splits, cfg: SFTConfig, steps: int) -> tu
     backbone.to(info.device)
     data = TrainData.from_examples(splits.train, splits.max_history)
     batches = _global_batches(data, cfg, 1, info)
-    opt, sched = _optimizer(backbone, cfg, len(batches) * cfg.epochs)
+    opt, sched = make_optimizer(backbone, cfg, len(batches) * cfg.epochs)
     model = _loss_model(backbone, cfg, info)
     backbone.train()
     timed = batches[:steps]
