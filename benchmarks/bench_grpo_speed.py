@@ -5,7 +5,7 @@
 
 Times ``--steps`` steps of each trainer's own loop on epoch 1's batches
 (:func:`deepinterest.train.sft.time_train_steps`,
-:func:`deepinterest.train.grpo.time_grpo_steps`; one thread, or the GPU),
+:func:`deepinterest.train.rl.time_rl_steps`; one thread, or the GPU),
 ``--repeats`` times alternating, with the config's ``[train.sft]`` and
 ``[train.rl]`` settings (GRPO's default rewards without interests: exact +
 rank). Records histories per second for both (an SFT sample is one history
@@ -24,7 +24,7 @@ import torch
 
 from deepinterest.registry import create
 from deepinterest.results import record_and_print
-from deepinterest.train.grpo import time_grpo_steps
+from deepinterest.train.rl import time_rl_steps
 from deepinterest.train.sft import time_train_steps
 
 # benchmarks/bench_threads.py: the script's own folder is first on sys.path
@@ -46,7 +46,7 @@ def main() -> None:
     for _ in range(args.repeats):
         step_s, _ = time_train_steps(_model(cfg, catalog), splits, sft, args.steps)
         rates["sft"].append(sft.batch_size / step_s)
-        step_s, _ = time_grpo_steps(_model(cfg, catalog), catalog, splits, rl, args.steps)
+        step_s, _ = time_rl_steps(_model(cfg, catalog), catalog, splits, rl, args.steps)
         rates["grpo"].append(rl.batch_size / step_s)
     sft_rate, grpo_rate = (statistics.median(rates[k]) for k in ("sft", "grpo"))
     figures = {"sft histories/s": round(sft_rate, 1), "grpo histories/s": round(grpo_rate, 1),

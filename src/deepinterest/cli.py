@@ -17,8 +17,8 @@ import typer
 from .config import (
     DataConfig,
     EvalConfig,
-    GRPOConfig,
     MineConfig,
+    RLConfig,
     RunConfig,
     SFTConfig,
     TokenizeConfig,
@@ -307,7 +307,7 @@ def train_cmd(
     backbone: Optional[str] = _override(TrainConfig, "backbone"),
     epochs: Optional[int] = typer.Option(
         None, help=f"sft: {_field_help(SFTConfig, 'epochs')}; rl: "
-        f"{_field_help(GRPOConfig, 'epochs')}"),
+        f"{_field_help(RLConfig, 'epochs')}"),
     force: bool = typer.Option(False, help="replace an <workdir>/sft (or rl) that is not a "
                                "training folder"),
 ) -> None:

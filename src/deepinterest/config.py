@@ -258,7 +258,7 @@ class RewardSpec(StrictModel):
         return self.label or self.name
 
 
-class GRPOConfig(TrainerConfig):
+class RLConfig(TrainerConfig):
     """Reinforcement learning of the SFT model with GRPO (``di train --stage rl``).
 
     Defaults follow DeepInterestGR (arXiv 2602.18907: group size 8, KL 0.001,
@@ -334,7 +334,7 @@ class TrainConfig(StrictModel):
         False, description="start the code embeddings from the quantizer's codewords "
         "(backbones with init_code_embeddings, e.g. t5)")
     sft: SFTConfig = Field(default_factory=SFTConfig)
-    rl: GRPOConfig = Field(default_factory=GRPOConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
 
     @field_validator("backbone")
     @classmethod

@@ -14,7 +14,7 @@ artifact's, when its rewards read one) among its inputs, so retraining SFT
 reruns RL.
 
 Training resumes: ``sft/`` (and ``rl/``) persists while a run is interrupted and
-``train_sft`` (``train_grpo``) continues from ``last/``. ``sft/stage.json`` records the stage,
+``train_sft`` (``train_rl``) continues from ``last/``. ``sft/stage.json`` records the stage,
 config and inputs the folder was started with; when they change, the folder
 is cleared and training starts over (an exact resume across configs is
 impossible). The manifest is written last, so only a finished stage is
@@ -65,7 +65,7 @@ from ..errors import DeepInterestError
 from ..evaluate import write_metrics
 from ..registry import create, get
 from . import distributed as dd
-from .grpo import RL_FILE
+from .rl import RL_FILE
 from .sft import BEST, SFT_FILE, STATE_FILE
 
 SFT_STAGE = "train-sft"
@@ -259,7 +259,7 @@ def _train_rl(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Pat
               checkpoint: Path, interests_dir: Path | None, out: Path, config: dict,
               inputs: dict, info, progress: bool) -> StageResult:
     from ..rewards.interest_index import InterestIndex
-    from .grpo import train_grpo
+    from .rl import train_rl
 
     start = time.perf_counter()
     opened = _open_run(RL_STAGE, split_cfg, dataset_dir, sids_dir, out, config, inputs, info)
@@ -269,9 +269,9 @@ def _train_rl(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Pat
     interests = (InterestIndex.from_artifact(interests_dir, catalog)
                  if interests_dir is not None else None)
     backbone = load_checkpoint(checkpoint, catalog)
-    result = train_grpo(backbone, catalog, splits, train_cfg.rl, out, interests=interests,
-                        user_ids=[u.id for u in dataset.users], progress=progress,
-                        evaluation=evaluation, provenance=inputs, restart_mismatched=True)
+    result = train_rl(backbone, catalog, splits, train_cfg.rl, out, interests=interests,
+                      user_ids=[u.id for u in dataset.users], progress=progress,
+                      evaluation=evaluation, provenance=inputs, restart_mismatched=True)
 
     def ndcg(metrics) -> float:
         return round(metrics.values.get("ndcg@10", float("nan")), 4)

@@ -2,7 +2,7 @@
 
 DeepInterestGR (arXiv 2602.18907) refines its SFT model with GRPO, rewarding
 a generated SID for hitting the target and for matching the user's deep
-interests. :func:`train_grpo` does that for any backbone with the decode
+interests. :func:`train_rl` does that for any backbone with the decode
 protocol and ``token_logprobs`` (T5, causal LM with or without LoRA), as a
 :class:`~.loop.Task` of :func:`~.loop.run_epochs`: batches, validation,
 best/last checkpoints, early stopping and exact resume are the loop's, and
@@ -92,7 +92,7 @@ from torch import nn
 
 from ..backbones.base import HistoryBatch
 from ..backbones.trie import SIDTrie
-from ..config import EvalConfig, GRPOConfig
+from ..config import EvalConfig, RLConfig
 from ..data.splits import Splits
 from ..errors import DeepInterestError
 from ..evaluate import Metrics
@@ -179,7 +179,7 @@ def grpo_loss(logp: torch.Tensor, advantages: torch.Tensor, *,
 # -- results -------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class GRPOResult(TrainResult):
+class RLResult(TrainResult):
     """One GRPO run: :class:`~.trainer.TrainResult`'s fields and ``start_valid``, the model
     as given (the SFT checkpoint) on the same validation subset."""
 
@@ -215,7 +215,7 @@ class _Parts:
     reward: Any  # a CompositeReward
     catalog: Any
     trie: SIDTrie
-    cfg: GRPOConfig
+    cfg: RLConfig
     info: dd.DistInfo
 
     def autocast(self):
@@ -287,13 +287,13 @@ def _run_epoch(parts: _Parts, epoch: int, progress: bool) -> EpochStats:
 
 # -- the trainer -----------------------------------------------------------------
 
-def _reference(backbone: nn.Module, cfg: GRPOConfig) -> nn.Module | None:
+def _reference(backbone: nn.Module, cfg: RLConfig) -> nn.Module | None:
     """A copy no optimizer holds; its ``requires_grad`` flags stay as the policy's, so that
     its forward runs the policy's kernels (module docstring)."""
     return None if cfg.beta == 0 else copy.deepcopy(backbone).eval()
 
 
-def _check(backbone, splits: Splits, cfg: GRPOConfig, user_ids) -> None:
+def _check(backbone, splits: Splits, cfg: RLConfig, user_ids) -> None:
     if not splits.train:
         raise DeepInterestError("no training examples: every user has fewer than 2 items")
     for name in ("token_logprobs", "start", "expand", "step", "save", "load"):
@@ -307,12 +307,12 @@ def _check(backbone, splits: Splits, cfg: GRPOConfig, user_ids) -> None:
                                     f"user position {top}; pass every dataset user's id")
 
 
-def train_grpo(backbone, catalog, splits: Splits, cfg: GRPOConfig, out_dir: str | Path, *,
-               reward: Callable[..., list] | None = None,
-               interests: InterestIndex | None = None, user_ids: Sequence[str] | None = None,
-               progress: bool = True, evaluation: EvalConfig | None = None,
-               provenance: dict[str, str] | None = None,
-               restart_mismatched: bool = False) -> GRPOResult:
+def train_rl(backbone, catalog, splits: Splits, cfg: RLConfig, out_dir: str | Path, *,
+             reward: Callable[..., list] | None = None,
+             interests: InterestIndex | None = None, user_ids: Sequence[str] | None = None,
+             progress: bool = True, evaluation: EvalConfig | None = None,
+             provenance: dict[str, str] | None = None,
+             restart_mismatched: bool = False) -> RLResult:
     """GRPO from ``backbone`` (the SFT model, also the KL reference); module docstring.
 
     ``reward`` (any TRL-style callable) replaces the config's ``rewards``;
@@ -337,11 +337,11 @@ def train_grpo(backbone, catalog, splits: Splits, cfg: GRPOConfig, out_dir: str 
     # Epochs go through _run_epoch, looked up when called: the resume test stops a run there.
     prog = run_epochs(task, settings, out_dir=run.out, info=run.info, progress=progress,
                       train=lambda epoch: _run_epoch(parts, epoch, progress))
-    return run.finish(prog, GRPOResult, RESULT_FILE, start=start_valid,
+    return run.finish(prog, RLResult, RESULT_FILE, start=start_valid,
                       start_valid=start_valid)
 
 
-def _parts(backbone, catalog, splits: Splits, cfg: GRPOConfig, reward, interests, user_ids,
+def _parts(backbone, catalog, splits: Splits, cfg: RLConfig, reward, interests, user_ids,
            trie: SIDTrie, info: dd.DistInfo) -> _Parts:
     data = TrainData.from_examples(splits.train, splits.max_history)
     steps = len(global_batches(data.lengths, cfg.batch_size, seed=cfg.seed, epoch=1,
@@ -357,11 +357,11 @@ def _parts(backbone, catalog, splits: Splits, cfg: GRPOConfig, reward, interests
                   trie, cfg, info)
 
 
-def time_grpo_steps(backbone, catalog, splits: Splits, cfg: GRPOConfig, steps: int, *,
-                    interests: InterestIndex | None = None) -> tuple[float, int]:
+def time_rl_steps(backbone, catalog, splits: Splits, cfg: RLConfig, steps: int, *,
+                  interests: InterestIndex | None = None) -> tuple[float, int]:
     """Seconds per GRPO step over the first ``steps`` steps of epoch 1, and steps per epoch.
 
-    Runs :func:`train_grpo`'s own step (rollout, rewards, reference and policy
+    Runs :func:`train_rl`'s own step (rollout, rewards, reference and policy
     forwards, update) without validation or checkpoints, like
     :func:`~.sft.time_train_steps` for SFT; ``backbone`` is trained by them.
     """
@@ -382,5 +382,5 @@ def time_grpo_steps(backbone, catalog, splits: Splits, cfg: GRPOConfig, steps: i
     return seconds / max(len(timed), 1), len(batches)
 
 
-__all__ = ["GRPOConfig", "GRPOResult", "LossTerms", "RESULT_FILE", "RL_FILE", "group_advantages",
-           "grpo_loss", "result_dict", "time_grpo_steps", "train_grpo", "zero_variance_share"]
+__all__ = ["RLConfig", "RLResult", "LossTerms", "RESULT_FILE", "RL_FILE", "group_advantages",
+           "grpo_loss", "result_dict", "time_rl_steps", "train_rl", "zero_variance_share"]

@@ -10,12 +10,12 @@ from deepinterest.backbones.base import HistoryBatch, SIDCatalog, pad_histories
 from deepinterest.backbones.decoding import constrained_beam_search
 from deepinterest.backbones.t5 import T5Backbone
 from deepinterest.backbones.trie import SIDTrie
-from deepinterest.config import EvalConfig, GRPOConfig, RewardSpec
+from deepinterest.config import EvalConfig, RLConfig, RewardSpec
 from deepinterest.data.model import Item, from_sequences
 from deepinterest.data.splits import leave_one_out
 from deepinterest.errors import DeepInterestError
-from deepinterest.train import grpo
-from deepinterest.train.grpo import group_advantages, grpo_loss, train_grpo, zero_variance_share
+from deepinterest.train import rl
+from deepinterest.train.rl import group_advantages, grpo_loss, train_rl, zero_variance_share
 from deepinterest.train.rollout import build_reward, rollout
 
 N_ITEMS = 12
@@ -38,10 +38,10 @@ def _backbone(catalog, *, seed=0, dropout=0.0):
     return T5Backbone(catalog=catalog, dropout=dropout, **SMALL)
 
 
-def _cfg(**extra) -> GRPOConfig:
+def _cfg(**extra) -> RLConfig:
     base = dict(epochs=3, batch_size=8, group_size=4, lr=1e-2, beta=0.0, threads=1,
                 precision="fp32", rewards=HIT_AND_PREFIX)
-    return GRPOConfig(**{**base, **extra})
+    return RLConfig(**{**base, **extra})
 
 
 def _same_weights(a, b, atol=0.0):
@@ -172,8 +172,8 @@ def test_default_rewards_and_a_reward_that_needs_interests():
 def test_mean_reward_rises_and_every_scalar_is_logged(tmp_path):
     catalog, splits = _tiny()
     model = _backbone(catalog)
-    result = train_grpo(model, catalog, splits, _cfg(epochs=15, eval_every=5, beta=0.01),
-                        tmp_path, progress=False, evaluation=EVAL)
+    result = train_rl(model, catalog, splits, _cfg(epochs=15, eval_every=5, beta=0.01),
+                      tmp_path, progress=False, evaluation=EVAL)
     first, last = result.history[0].scalars, result.history[-1].scalars
     assert last["reward"] > first["reward"] + 0.1
     assert last["reward/exact"] > first["reward/exact"]
@@ -187,7 +187,7 @@ def test_mean_reward_rises_and_every_scalar_is_logged(tmp_path):
     assert summary["best_epoch"] == result.best_epoch and len(summary["history"]) == 15
     assert summary["history"][0]["scalars"]["reward"] == first["reward"]
     meta = json.loads((tmp_path / "best" / "rl.json").read_text())
-    assert meta["test"] == result.test.values and GRPOConfig(**meta["config"]) == _cfg(
+    assert meta["test"] == result.test.values and RLConfig(**meta["config"]) == _cfg(
         epochs=15, eval_every=5, beta=0.01)
 
 
@@ -198,18 +198,18 @@ def test_a_kl_only_objective_keeps_the_policy_at_the_reference(tmp_path, precisi
     catalog, splits = _tiny()
     start = _backbone(catalog)
     model = _backbone(catalog)
-    result = train_grpo(model, catalog, splits,
-                        _cfg(rewards=[RewardSpec(name="valid")], beta=0.5, lr=1e-2,
+    result = train_rl(model, catalog, splits,
+                      _cfg(rewards=[RewardSpec(name="valid")], beta=0.5, lr=1e-2,
                              generation="sample", precision=precision),
-                        tmp_path, progress=False, evaluation=EVAL)
+                      tmp_path, progress=False, evaluation=EVAL)
     assert result.precision == precision
     assert all(h.scalars["zero_variance"] == 1.0 and h.scalars["kl"] < 1e-10
                for h in result.history)
     _same_weights(start, model, atol=1e-6)
     # the same run with a reward that varies moves the weights well past that tolerance
     moved = _backbone(catalog)
-    train_grpo(moved, catalog, splits, _cfg(beta=0.5, generation="sample", precision=precision),
-               tmp_path / "b", progress=False, evaluation=EVAL)
+    train_rl(moved, catalog, splits, _cfg(beta=0.5, generation="sample", precision=precision),
+             tmp_path / "b", progress=False, evaluation=EVAL)
     with pytest.raises(AssertionError):
         _same_weights(start, moved, atol=1e-3)
 
@@ -221,9 +221,9 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch):
     cfg = _cfg(generation="sample", num_iterations=2, beta=0.05, schedule="cosine",
                warmup_steps=1)
     straight = _backbone(catalog)
-    full = train_grpo(straight, catalog, splits, cfg, tmp_path / "straight", progress=False,
-                      evaluation=EVAL)
-    real = grpo._run_epoch
+    full = train_rl(straight, catalog, splits, cfg, tmp_path / "straight", progress=False,
+                    evaluation=EVAL)
+    real = rl._run_epoch
 
     def killed_at_2(parts, epoch, progress):
         if epoch == 2:
@@ -231,10 +231,10 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch):
         return real(parts, epoch, progress)
 
     with monkeypatch.context() as patch:
-        patch.setattr(grpo, "_run_epoch", killed_at_2)
+        patch.setattr(rl, "_run_epoch", killed_at_2)
         with pytest.raises(KeyboardInterrupt):
-            train_grpo(_backbone(catalog), catalog, splits, cfg, tmp_path / "resumed",
-                       progress=False, evaluation=EVAL)
+            train_rl(_backbone(catalog), catalog, splits, cfg, tmp_path / "resumed",
+                     progress=False, evaluation=EVAL)
     restarted = _backbone(catalog)  # a new process starts from the same SFT weights
     epochs_run = []
 
@@ -242,9 +242,9 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch):
         epochs_run.append(epoch)
         return real(parts, epoch, progress)
 
-    monkeypatch.setattr(grpo, "_run_epoch", spy)
-    resumed = train_grpo(restarted, catalog, splits, cfg, tmp_path / "resumed", progress=False,
-                         evaluation=EVAL)
+    monkeypatch.setattr(rl, "_run_epoch", spy)
+    resumed = train_rl(restarted, catalog, splits, cfg, tmp_path / "resumed", progress=False,
+                       evaluation=EVAL)
     assert epochs_run == [2, 3]  # epoch 1 came from last/, not from training again
     _same_weights(straight, restarted)
     assert [h.loss for h in resumed.history] == [h.loss for h in full.history]
@@ -279,8 +279,8 @@ def test_lora_causal_lm_trains_only_adapters_and_sid_rows(tmp_path):
     catalog, splits = _tiny()
     model = _tiny_causal_lm(catalog)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train_grpo(model, catalog, splits, _cfg(epochs=1, beta=0.01), tmp_path, progress=False,
-               evaluation=EVAL)
+    train_rl(model, catalog, splits, _cfg(epochs=1, beta=0.01), tmp_path, progress=False,
+             evaluation=EVAL)
     # The trained state as last/ keeps it (best/ of a model built from a bare config is
     # saved merged, so the backbone reloaded from it has the adapters folded in).
     after = torch.load(tmp_path / "last" / "trainer.pt", weights_only=False)["model"]
@@ -293,7 +293,7 @@ def test_timing_runs_the_trainer_s_own_steps_and_counts_the_epoch():
     model = _backbone(catalog)
     before = [p.detach().clone() for p in model.parameters()]
     cfg = _cfg(lr=1e-2)
-    step_s, steps = grpo.time_grpo_steps(model, catalog, splits, cfg, 2)
+    step_s, steps = rl.time_rl_steps(model, catalog, splits, cfg, 2)
     assert step_s > 0
     assert steps == math.ceil(len(splits.train) / cfg.batch_size)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -305,11 +305,11 @@ def test_keep_start_lets_the_given_model_win_a_tie(tmp_path):
     # epoch validates as the start did: the start (epoch 0) keeps best unless excluded.
     catalog, splits = _tiny()
     cfg = _cfg(rewards=[RewardSpec(name="valid")], beta=0.5, generation="sample", epochs=2)
-    kept = train_grpo(_backbone(catalog), catalog, splits, cfg, tmp_path / "a",
-                      progress=False, evaluation=EVAL)
+    kept = train_rl(_backbone(catalog), catalog, splits, cfg, tmp_path / "a",
+                    progress=False, evaluation=EVAL)
     assert kept.best_epoch == 0 and kept.valid.values == kept.start_valid.values
     assert json.loads((tmp_path / "a" / "best" / "rl.json").read_text())["epoch"] == 0
-    dropped = train_grpo(_backbone(catalog), catalog, splits,
-                         cfg.model_copy(update={"keep_start": False}), tmp_path / "b",
-                         progress=False, evaluation=EVAL)
+    dropped = train_rl(_backbone(catalog), catalog, splits,
+                       cfg.model_copy(update={"keep_start": False}), tmp_path / "b",
+                       progress=False, evaluation=EVAL)
     assert dropped.best_epoch == 1
