@@ -440,6 +440,24 @@ def test_a_factory_with_var_keywords_accepts_anything_even_name(monkeypatch):
     assert built.options == {"name": "m", "kind": "k", "anything": 1}
 
 
+class _Wants:
+    def __init__(self, *, catalog, size: int = 1):
+        self.catalog, self.size = catalog, size
+
+
+def test_context_reaches_only_the_components_that_name_it(monkeypatch):
+    context = {"catalog": "the catalogue", "interests": None, "group_size": 8}
+    monkeypatch.setattr(registry, "get", lambda kind, name: _Wants)
+    built = registry.create_with("rewards", "wants", context, size=3)
+    assert (built.catalog, built.size) == ("the catalogue", 3)  # group_size is not its option
+    assert registry.create_with("rewards", "wants", context, catalog="mine").catalog == "mine"
+    assert registry.requires(_Wants, "catalog") and not registry.requires(_Wants, "size")
+    assert registry.declared_options(_Wants) == {"catalog": None, "size": None}
+    monkeypatch.setattr(registry, "get", lambda kind, name: _Open)
+    assert registry.create_with("rewards", "open", context).options == {}  # **options names none
+    assert registry.declared_options(_Open) == {}
+
+
 def test_unknown_name_lists_the_available_ones():
     with pytest.raises(DeepInterestError, match="no reader named 'nope'; available: .*p5"):
         registry.get("readers", "nope")

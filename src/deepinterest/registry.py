@@ -8,6 +8,13 @@ same entry-point groups a plugin package would use, e.g.::
 
 so a plugin adds a quantizer (or reader, encoder, miner, ...) without touching
 this repository. ``create("quantizers", "rkmeans", levels=3)`` builds one.
+
+A component declares its options as its constructor's keyword parameters
+(a miner may also give an ``Options`` model). What the run supplies rather
+than the user (a catalogue, interests, a group size) reaches a component
+only if it asks for it by name: :func:`create_with` passes each context
+value to a factory that has a parameter of that name, and :func:`parameter`
+is the one place a signature is read.
 """
 
 from __future__ import annotations
@@ -71,6 +78,44 @@ def check_options(factory: Callable[..., Any], options: dict[str, Any], *, what:
         problem = (f"unknown option(s) {', '.join(unknown)}" if unknown
                    else f"missing required option(s) {', '.join(missing)}")
         raise DeepInterestError(f"{what}: {problem}; it accepts: {', '.join(accepted) or 'none'}")
+
+
+def parameter(factory: Callable[..., Any], name: str) -> inspect.Parameter | None:
+    """``factory``'s parameter called ``name``; None when it has none or no readable
+    signature (a C builtin)."""
+    try:
+        return inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+
+
+def declared_options(factory: Callable[..., Any]) -> dict[str, Any] | None:
+    """What ``factory`` declares it accepts: its ``Options`` model's fields (name ->
+    pydantic field), else its signature's named parameters (name -> None); a ``**options``
+    catch-all declares nothing. None when neither can be read."""
+    fields = getattr(getattr(factory, "Options", None), "model_fields", None)
+    if fields is not None:
+        return dict(fields)
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return {p.name: None for p in params if p.kind is not p.VAR_KEYWORD}
+
+
+def requires(factory: Callable[..., Any], name: str) -> bool:
+    """Whether ``factory`` has a parameter ``name`` without a default."""
+    param = parameter(factory, name)
+    return param is not None and param.default is inspect.Parameter.empty
+
+
+def create_with(kind: str, name: str, /, context: dict[str, Any], **options: Any) -> Any:
+    """:func:`create`, with each non-None ``context`` value the user did not set passed to
+    a component that names it among its parameters."""
+    factory = get(kind, name)
+    extra = {key: value for key, value in context.items()
+             if value is not None and key not in options and parameter(factory, key) is not None}
+    return create(kind, name, **options, **extra)
 
 
 def create(kind: str, name: str, /, **options: Any) -> Any:

@@ -9,7 +9,6 @@ the first line. ``format=`` skips the guess.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +135,7 @@ def read_source(src: Source, *, kcore: int | None = None, synthetic=None) -> Dat
 
 
 def _default_kcore(reader) -> int:
-    param = inspect.signature(reader).parameters.get("kcore")
+    param = registry.parameter(reader, "kcore")
     return 0 if param is None or param.default is param.empty else param.default
 
 

@@ -18,7 +18,6 @@ No item is dropped: an item every miner failed on is still in
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import Counter
 from pathlib import Path
@@ -65,13 +64,9 @@ def _takes(factory: Any, name: str, value: Any) -> str | None:
     A flag takes only a bool: the embedding miner's ``cache`` switches its
     embedding cache on and off, it is not the answers' path.
     """
-    fields = getattr(getattr(factory, "Options", None), "model_fields", None)
+    fields = registry.declared_options(factory)
     if fields is None:
-        try:
-            fields = {p.name: None for p in inspect.signature(factory).parameters.values()
-                      if p.kind is not p.VAR_KEYWORD}
-        except (TypeError, ValueError):
-            return None
+        return None
     key = next((f for f in (name, f"{name}_usd", f"{name}_path") if f in fields), None)
     flag = key is not None and fields[key] is not None and fields[key].annotation is bool
     return None if flag and not isinstance(value, bool) else key

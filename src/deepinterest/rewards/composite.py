@@ -28,7 +28,6 @@ means over applicable rows, for a trainer to log next to the total.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,14 +42,6 @@ from .interest_index import InterestIndex
 RewardFn = Callable[..., list]
 
 
-def _accepts(factory: Any, option: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 class CompositeReward:
     """sum_k weights[k] * component_k(...), ``None`` counted as 0.
 
@@ -58,7 +49,8 @@ class CompositeReward:
     ``components`` (an already built reward, any TRL-style callable) is used
     as given; any other is built through the registry as
     ``registry.create("rewards", name, **options[name])``, with ``catalog``
-    and ``interests`` passed to the rewards that take them. ``options[name]``
+    and ``interests`` passed to the rewards that name them
+    (:func:`~deepinterest.registry.create_with`). ``options[name]``
     may name the registered reward under another key (``{"reward":
     "interest", "reference": "target"}``), so one reward can appear twice
     with different options.
@@ -102,11 +94,8 @@ class CompositeReward:
                options: Mapping[str, Any]) -> RewardFn:
         options = dict(options)
         kind = options.pop("reward", key)
-        factory = registry.get("rewards", kind)
-        for option, value in (("catalog", catalog), ("interests", interests), ("name", key)):
-            if value is not None and option not in options and _accepts(factory, option):
-                options[option] = value
-        return registry.create("rewards", kind, **options)
+        return registry.create_with("rewards", kind, {"catalog": catalog, "interests": interests,
+                                                      "name": key}, **options)
 
     @classmethod
     def paper(cls, *, catalog: SIDCatalog | str | Path, interests: InterestIndex | str | Path,

@@ -30,7 +30,6 @@ it is fed.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -138,21 +137,6 @@ def default_rewards(with_interests: bool) -> list[RewardSpec]:
     return [RewardSpec(name="exact"), RewardSpec(name="rank", options={"hit_reward": 0.0})]
 
 
-def _needs(factory: Any, option: str) -> bool:
-    try:
-        param = inspect.signature(factory).parameters.get(option)
-    except (TypeError, ValueError):
-        return False
-    return param is not None and param.default is inspect.Parameter.empty
-
-
-def _accepts(factory: Any, option: str) -> bool:
-    try:
-        return option in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def build_reward(specs: Sequence[RewardSpec] | None, *, catalog: SIDCatalog,
                  interests: InterestIndex | None, group_size: int) -> CompositeReward:
     """One composite of the configured terms (``None``: :func:`default_rewards`)."""
@@ -160,13 +144,13 @@ def build_reward(specs: Sequence[RewardSpec] | None, *, catalog: SIDCatalog,
     options: dict[str, dict[str, Any]] = {}
     for spec in specs:
         factory = registry.get("rewards", spec.name)
-        if interests is None and _needs(factory, "interests"):
+        if interests is None and registry.requires(factory, "interests"):
             raise DeepInterestError(
                 f"reward {spec.name!r} needs an interests artifact; run `di mine` in this run "
                 "(or pass interests=...), or choose rewards that need none, e.g. "
                 "[{name = 'exact'}, {name = 'prefix', weight = 0.5}]")
         opts = {**spec.options, "reward": spec.name}
-        if _accepts(factory, "group_size"):
+        if registry.parameter(factory, "group_size") is not None:
             opts.setdefault("group_size", group_size)  # the rank reward's G
         options[spec.key] = opts
     return CompositeReward(weights={s.key: s.weight for s in specs}, catalog=catalog,
