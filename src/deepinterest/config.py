@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from .data.splits import DEFAULT_MAX_HISTORY
-from .data.synthetic import SyntheticConfig
+from .data.synthetic_config import SyntheticConfig
 from .errors import ConfigError
 from .evaluate import DEFAULT_BEAM, DEFAULT_KS
 from .registry import available
@@ -188,12 +188,11 @@ class TokenizeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _first_mode_splits_rkmeans(self) -> TokenizeConfig:
-        if self.interest_mode == "first" and (self.quantizer != "rkmeans"
-                                              or self.interest_levels >= self.levels):
-            raise ValueError(
-                "interest_mode = 'first' needs quantizer = 'rkmeans' (its levels split) and "
-                f"interest_levels below levels; got quantizer = {self.quantizer!r}, "
-                f"interest_levels = {self.interest_levels}, levels = {self.levels}")
+        if self.interest_mode == "first" and (self.quantizer, self.interest_levels < self.levels
+                                              ) != ("rkmeans", True):
+            raise ValueError(f"interest_mode = 'first' needs quantizer = 'rkmeans' (its levels "
+                             f"split) and interest_levels below levels ({self.levels}); got "
+                             f"{self.quantizer!r} and {self.interest_levels}")
         return self
 
 
