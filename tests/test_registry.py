@@ -348,7 +348,7 @@ def check_reward(name: str, tmp_path: Path) -> None:
     params = inspect.signature(reward).parameters
     assert list(params)[:2] == ["prompts", "completions"]
     assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    # TRL's call: two prompts of two completions each (a code list, sid_vocab text, the SID of
+    # TRL's call: two prompts of two completions each (a code list, SID text, the SID of
     # item 5, an unreadable answer), every dataset column, plus columns no reward reads.
     completions = [[1, 0, 0], "<a_0><b_1><c_0>", [2, 0, 1], "not a sid"]
     columns = {"target": [2, 2, 5, 5], "rank": [0, 1, 0, 1], "user": ["u1", "u1", "u2", "u2"],

@@ -1,4 +1,4 @@
-"""Completions to SID codes: ints, tensors, sid_vocab's token spelling, chat messages."""
+"""Completions to SID codes: ints, tensors, the SID schema's token spelling, chat messages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepinterest.backbones.sid_vocab import item_sid_strings, sid_token_strings
+from deepinterest.schemas.sids import item_sid_strings, sid_token_strings
 from deepinterest.errors import DeepInterestError
 from deepinterest.rewards import SIDIndex, as_codes
 
@@ -18,7 +18,7 @@ def test_code_sequences_of_every_kind_parse(catalog):
         assert as_codes(completion, catalog) == expected
 
 
-def test_every_item_round_trips_through_sid_vocab_spelling(catalog):
+def test_every_item_round_trips_through_the_sid_spelling(catalog):
     texts = item_sid_strings(catalog, sid_token_strings(catalog))
     assert texts[1] == "<a_0><b_0><c_1><d_0>"  # the spelling the causal LM reads and writes
     assert [as_codes(t, catalog) for t in texts] == [tuple(r) for r in catalog.sids.tolist()]

@@ -9,6 +9,8 @@ from deepinterest.cli import app
 from deepinterest.config import DataConfig, TokenizeConfig
 from deepinterest.data.model import load_dataset
 from deepinterest.data.prepare import prepare_dataset
+from deepinterest.errors import DeepInterestError
+from deepinterest.schemas.sids import SIDCatalog
 from deepinterest.tokenizers.stage import (
     ItemTokenizer,
     auto_codebook_size,
@@ -109,3 +111,26 @@ def test_cli_tokenize_uses_overrides(tokenized, tmp_path):
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "s" / "stats.json").read_text())
     assert stats["codebook_sizes"] == [16, 16] and stats["unique_sids"] == 500
+
+
+def test_the_catalogue_has_a_token_for_every_code_of_the_codebooks(tokenized, tmp_path):
+    root, _, _ = tokenized
+    stats = json.loads((root / "sids" / "stats.json").read_text())
+    catalog = SIDCatalog.load(root / "sids")
+    assert catalog.sizes == (*stats["codebook_sizes"], stats["suffix_size"])
+    # Codes no item uses keep their tokens: the sizes are the artifact's, not the largest
+    # code seen (here every item's level-2 code is below 4, the codebook has 32).
+    folder = tmp_path / "sids"
+    folder.mkdir()
+    rows = [json.loads(line) for line in (root / "sids" / "sids.jsonl").open()]
+    with (folder / "sids.jsonl").open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps({**row, "sid": [row["sid"][0], row["sid"][1] % 4,
+                                                    *row["sid"][2:]]}) + "\n")
+    (folder / "stats.json").write_text(json.dumps(stats))
+    assert SIDCatalog.load(folder).sizes == catalog.sizes
+    (folder / "stats.json").unlink()  # an artifact that kept no sizes: the largest code seen
+    assert SIDCatalog.load(folder).sizes[1] == 4
+    (folder / "stats.json").write_text(json.dumps({**stats, "suffix_size": 1}))
+    with pytest.raises(DeepInterestError, match="do not fit the sizes"):
+        SIDCatalog.load(folder)

@@ -70,13 +70,8 @@ from .causal_lm_prompts import (
     pack,
 )
 from .hf_cache import KV, cache_from, cache_keyword, new_cache, plain_kv
-from .sid_vocab import (
-    add_sid_tokens,
-    catalog_lm_maps,
-    embedding_targets,
-    item_sid_strings,
-    sid_token_strings,
-)
+from ..schemas.sids import item_sid_strings, sid_token_strings
+from .sid_vocab import add_sid_tokens, catalog_lm_maps, embedding_targets
 
 __all__ = ["CausalLMBackbone", "CausalLMState", "sid_token_strings", "smollm2_path"]
 

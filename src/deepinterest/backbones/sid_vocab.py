@@ -5,8 +5,9 @@ Used by :class:`~.causal_lm.CausalLMBackbone`; anything here works on a plain
 
 Design decisions:
 
-- **One new token per (position, code).** ``<a_c>`` for position 0, ``<b_c>``
-  for 1, ... (``<p26_c>`` past ``z``). They are ordinary added tokens, so the
+- **One new token per (position, code)**, spelled as :mod:`..schemas.sids`
+  spells SID tokens: ``<a_c>`` for position 0, ``<b_c>`` for 1, ... (``<p26_c>``
+  past ``z``). They are ordinary added tokens, so the
   tokenizer keeps each one whole inside any text, and the model gets new
   embedding rows (and ``lm_head`` rows when they are not tied).
 - **New rows start around the mean of the existing rows** (Hewitt, 2021,
@@ -30,7 +31,6 @@ Design decisions:
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 import torch
@@ -39,19 +39,6 @@ from ..errors import DeepInterestError
 from .base import BOS, EOS, NUM_SPECIAL, PAD, SIDCatalog
 
 INIT_SEED = 0  # fixed: rebuilding a base for its adapter must give the same new rows
-
-
-def sid_token_strings(catalog: SIDCatalog) -> list[str]:
-    """The LM token string of every SID token, in catalogue order (position, code)."""
-    names = list(string.ascii_lowercase)
-    return [f"<{names[p] if p < len(names) else f'p{p}'}_{c}>"
-            for p, size in enumerate(catalog.sizes) for c in range(size)]
-
-
-def item_sid_strings(catalog: SIDCatalog, strings: list[str]) -> list[str]:
-    """Each item's SID written as one string (``<a_12><b_7><c_200><d_0>``), in item order."""
-    tokens = catalog.item_tokens(torch.arange(len(catalog.item_ids))) - NUM_SPECIAL
-    return ["".join(strings[t] for t in row) for row in tokens.tolist()]
 
 
 def add_sid_tokens(tokenizer: Any, model: Any, strings: list[str], *,

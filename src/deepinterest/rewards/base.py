@@ -24,7 +24,7 @@ Columns read by the built-ins:
 
 Completions: one completion is one generated SID, either a sequence of ints
 (the code at each SID position, suffix last, as the T5 backbone generates)
-or the causal LM's text, SID tokens spelled as :mod:`..backbones.sid_vocab`
+or the causal LM's text, SID tokens spelled as :mod:`..schemas.sids`
 spells them (``<a_12><b_7><c_200><d_0>``; whitespace between or around them
 is allowed, any other text is not). A conversational completion (a list of
 ``{"role", "content"}`` messages, TRL's chat format) is read from its last
@@ -41,14 +41,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..schemas.sids import SIDCatalog
-from ..backbones.sid_vocab import sid_token_strings
+from ..schemas.sids import SIDCatalog, sid_token_strings
 from ..errors import DeepInterestError
 
 Codes = tuple[int, ...]
 
 # Candidate SID tokens are cut out of the text by their angle brackets, then looked up in
-# sid_vocab's own table of spellings, so the spelling lives in one place.
+# the SID schema's own table of spellings, so the spelling lives in one place.
 _TOKEN = re.compile(r"<[^<>\s]+>")
 
 

@@ -51,8 +51,8 @@ from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, 
 from ..data.model import Dataset, Item, load_dataset
 from ..encoders import build_encoder, embed_texts
 from ..errors import DeepInterestError
-from ..registry import create, get
-from ..schemas.sids import SIDS_FILE, TOKENIZER_FILE
+from ..registry import create
+from ..schemas.sids import QUANTIZER_DIR, SIDS_FILE, TOKENIZER_FILE, load_quantizer
 from .base import reconstruction_errors
 from .collisions import add_suffix, balanced_last_level, collision_stats
 from .collab import add_collab, cold_start
@@ -67,7 +67,6 @@ from .interests import (
     with_caption,
 )
 
-QUANTIZER_DIR = "quantizer"
 MAX_CODEBOOK = 256  # the paper's size (3 levels x 256 codes, arXiv 2602.18907)
 
 
@@ -312,7 +311,7 @@ class ItemTokenizer:
                                     "output folder?")
         self.folder = folder
         self.spec = json.loads((folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
-        self.quantizer = get("quantizers", self.spec["quantizer"]).load(folder / QUANTIZER_DIR)
+        self.quantizer = load_quantizer(folder)
         rows = [json.loads(line) for line in (folder / SIDS_FILE).open(encoding="utf-8")]
         self.sids = {row["item"]: tuple(row["sid"]) for row in rows}
         self._taken = Counter(sid[:-1] for sid in self.sids.values())

@@ -59,6 +59,7 @@ from ..artifacts import (
     write_manifest,
 )
 from ..backbones.base import BACKBONE_FILE, SIDCatalog
+from ..schemas.sids import load_quantizer
 from ..data.model import Dataset, load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
@@ -104,12 +105,10 @@ def _start_folder(out: Path, key: dict[str, Any]) -> None:
 
 def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
     """Start ``backbone``'s code embeddings from the codewords of the run's quantizer."""
-    from ..tokenizers.stage import ItemTokenizer
-
     if not hasattr(backbone, "init_code_embeddings"):
         raise DeepInterestError(f"train.init_from_codebooks: the {type(backbone).__name__} "
                                 "backbone cannot start from codebooks; set it to false")
-    quantizer = ItemTokenizer(sids_dir).quantizer
+    quantizer = load_quantizer(sids_dir)
     if not hasattr(quantizer, "codebooks"):
         raise DeepInterestError(f"train.init_from_codebooks: the {type(quantizer).__name__} "
                                 "quantizer has no codebooks; set it to false")
