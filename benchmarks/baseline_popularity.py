@@ -20,7 +20,7 @@ from deepinterest.baselines import popularity_metrics
 from deepinterest.config import DataConfig, EvalConfig, SplitConfig
 from deepinterest.data import load_dataset
 from deepinterest.data.prepare import prepare_dataset
-from deepinterest.results import record_and_print
+from records import record_and_print
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from deepinterest.data import load_dataset
 from deepinterest.layout import RunLayout
 from deepinterest.miners.scripted import planted_replies
 from deepinterest.pipeline import run
-from deepinterest.results import learning_curve, record_and_print
+from records import learning_curve, record_and_print
 from deepinterest.train.stage import rl_stage
 
 ROWS = {

@@ -21,7 +21,7 @@ import torch
 
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.train.generative_eval import evaluate_generative
 from deepinterest.train.stage import load_catalog, load_checkpoint
 

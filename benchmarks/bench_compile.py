@@ -19,7 +19,7 @@ import time
 import torch
 
 from deepinterest.registry import create
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.train import distributed as dd
 from deepinterest.train.loop import epoch_batches
 from deepinterest.train.sft import TrainData, _train_step

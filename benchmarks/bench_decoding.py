@@ -56,7 +56,7 @@ from deepinterest.backbones.decoding import constrained_beam_search
 from deepinterest.backbones.t5 import T5Backbone, cross_attention_cache
 from deepinterest.backbones.t5_decode import SelfAttentionCache, decode
 from deepinterest.backbones.trie import SIDTrie
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.tokenizers.collisions import add_suffix
 
 # benchmarks/hf_constraints.py: the script's own folder is first on sys.path

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from deepinterest.config import RunConfig
 from deepinterest.pipeline import run
-from deepinterest.results import record_and_print
+from records import record_and_print
 
 
 def main() -> None:

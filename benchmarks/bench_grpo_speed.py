@@ -23,7 +23,7 @@ import time
 import torch
 
 from deepinterest.registry import create
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.train.rl import time_rl_steps
 from deepinterest.train.sft import time_train_steps
 

@@ -21,7 +21,7 @@ import time
 import torch
 
 from deepinterest.registry import create
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.train.generative_eval import target_ranks
 
 # benchmarks/bench_threads.py: the script's own folder is first on sys.path

@@ -22,7 +22,7 @@ from pathlib import Path
 from deepinterest.config import DataConfig, RunConfig, load_config
 from deepinterest.data.prepare import prepare_dataset
 from deepinterest.miners.stage import REPORT_FILE, mine_stage
-from deepinterest.results import record_and_print
+from records import record_and_print
 
 STATS = ("items", "answered", "failed", "cached", "tokens_in", "tokens_out", "dollars",
          "latency_median_s", "latency_p95_s", "descriptors_per_item", "agreement",

@@ -35,7 +35,7 @@ from deepinterest.data import load_dataset
 from deepinterest.data.prepare import prepare_dataset
 from deepinterest.miners import MineRequest, MineResult, item_evidence
 from deepinterest.miners.transformers_local import TransformersMiner
-from deepinterest.results import record_and_print
+from records import record_and_print
 
 
 def parse_args() -> argparse.Namespace:

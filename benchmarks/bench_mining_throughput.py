@@ -23,7 +23,7 @@ from pathlib import Path
 
 from deepinterest import registry
 from deepinterest.miners import MineRequest
-from deepinterest.results import record_and_print
+from records import record_and_print
 
 SERVER = Path(__file__).resolve().parents[1] / "tests" / "miners" / "fake_llm_server.py"
 

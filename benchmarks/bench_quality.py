@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.schemas.interests import read_items
 
 

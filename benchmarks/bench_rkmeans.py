@@ -28,7 +28,7 @@ divides by the raw squared norm instead (for unit-norm embeddings, the mean
 squared error per item), the convention of errors quoted without centring.
 
 With ``--embeddings``, one result record per method is written with
-:func:`deepinterest.results.write_record` (``--no-record`` to skip);
+:func:`records.write_record` (``--no-record`` to skip);
 synthetic runs write none.
 """
 
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepinterest.results import write_record
+from records import write_record
 from deepinterest.tokenizers.base import code_stats, reconstruction_errors
 from deepinterest.tokenizers.collisions import balanced_last_level, collision_stats
 from deepinterest.tokenizers.rkmeans import ResidualKMeans

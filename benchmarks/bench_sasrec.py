@@ -21,7 +21,7 @@ import time
 from deepinterest.config import DataConfig
 from deepinterest.data import load_dataset
 from deepinterest.data.prepare import prepare_dataset
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.train.sasrec import SASRecConfig, SASRecResult, train_sasrec
 
 # benchmarks/common.py: the script's own folder is first on sys.path

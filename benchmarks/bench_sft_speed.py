@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from deepinterest.results import record_and_print
+from records import record_and_print
 
 # benchmarks/bench_threads.py: the script's own folder is first on sys.path
 from bench_threads import load_inputs, parse_step_args, rate

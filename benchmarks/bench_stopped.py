@@ -25,7 +25,7 @@ from deepinterest.config import load_config
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.layout import RunLayout
-from deepinterest.results import learning_curve, record_and_print
+from records import learning_curve, record_and_print
 from deepinterest.train.generative_eval import evaluate_generative
 from deepinterest.train.stage import check_provenance, load_catalog, load_checkpoint
 

@@ -29,7 +29,7 @@ from deepinterest.config import load_config
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.registry import create
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.train.sft import time_train_steps
 from deepinterest.train.stage import load_catalog
 from deepinterest.train.threads import default_threads

@@ -39,7 +39,7 @@ from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import Splits, leave_one_out
 from dataclasses import asdict
 
-from deepinterest.results import learning_curve, record_and_print
+from records import learning_curve, record_and_print
 from deepinterest.train.generative_eval import target_ranks
 from deepinterest.train.sft import SFTResult, time_train_steps, train_sft, valid_subset
 from deepinterest.train.stage import init_from_codebooks, load_catalog

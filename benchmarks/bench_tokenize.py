@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deepinterest.config import DataConfig, TokenizeConfig
 from deepinterest.data.prepare import prepare_dataset
-from deepinterest.results import record_and_print
+from records import record_and_print
 from deepinterest.tokenizers.stage import tokenize_items
 
 KEYS = ("items", "unique_sids", "collision_rate_before_suffix", "colliding_groups",

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from deepinterest.artifacts import atomic_write_text
-from deepinterest.results import (
+from records import (
     SEED, ResultRecord, learning_curve, load_records, render_page, write_record)
 
 ROOT = Path(__file__).resolve().parent.parent

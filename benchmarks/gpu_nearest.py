@@ -21,7 +21,7 @@ On random Gaussian data a few rows have near-ties whose argmin legitimately
 differs between summation orders, so agreement is close to, not exactly, 1.
 
 Without a CUDA GPU it prints a message and exits 0 (so CI can run it).
-Writes a JSON record through :func:`deepinterest.results.write_record` unless
+Writes a JSON record through :func:`records.write_record` unless
 ``--no-record``.
 """
 
@@ -123,7 +123,7 @@ def report(results: dict, args: argparse.Namespace) -> dict:
 
 
 def write_record(figures: dict, seconds: float, args: argparse.Namespace) -> None:
-    from deepinterest.results import write_record as _write
+    from records import write_record as _write
 
     gpu = torch.cuda.get_device_name(0)
     path = _write(

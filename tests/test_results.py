@@ -3,7 +3,8 @@ import os
 import sys
 from pathlib import Path
 
-from deepinterest.results import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from records import (  # noqa: E402 - the benchmarks' module, not an installed one
     load_records,
     record_and_print,
     relative_command,
@@ -115,7 +116,7 @@ def test_micro_benchmark_json_becomes_one_record_per_group(tmp_path):
 
 
 def test_learning_curve_accumulates_training_minutes_and_skips_unvalidated_epochs():
-    from deepinterest.results import learning_curve
+    from records import learning_curve
 
     history = [{"train_seconds": 60, "valid": {"ndcg@10": 0.01}},
                {"train_seconds": 90, "valid": None},

@@ -1,5 +1,8 @@
 """Result records: every figure a doc cites comes from one of these JSON files.
 
+The benchmarks' own module (not part of the installed package): the scripts
+in this folder import it as ``records``.
+
 A benchmark or evaluation run calls :func:`write_record` (or
 :func:`record_and_print`, which also prints the figures), which adds the
 machine, the date and the package version, and writes
@@ -24,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .artifacts import atomic_write_text
+from deepinterest.artifacts import atomic_write_text
 
 RESULTS_DIR_ENV = "DEEPINTEREST_RESULTS_DIR"
 
@@ -68,8 +71,8 @@ def default_results_dir() -> Path:
 
 
 def repository_root() -> Path:
-    """The checkout holding this package (a source install), else the nearest folder
-    from the current directory up that holds ``pyproject.toml``, else the current directory."""
+    """The checkout holding this file, else the nearest folder from the current directory
+    up that holds ``pyproject.toml`` and ``benchmarks/``, else the current directory."""
     here, cwd = Path(__file__).resolve(), Path.cwd().resolve()
     for folder in (*here.parents, cwd, *cwd.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "benchmarks").is_dir():
@@ -130,7 +133,7 @@ def write_record(
     ``command`` defaults to this process's :func:`command_line`; its paths are
     stored relative to ``root`` (default: :func:`repository_root`).
     """
-    from .version import __version__
+    from deepinterest.version import __version__
 
     record = ResultRecord(
         name=name,
