@@ -4,7 +4,7 @@
         --dataset amazon-beauty
 
 Prepares the dataset (all items), scores the most-popular ranking on
-validation and test with :func:`deepinterest.baselines.popularity_metrics`
+validation and test with :func:`deepinterest.eval.baselines.popularity_metrics`
 (the computation behind ``di run``'s baseline stage; leave-one-out with the
 default history of 20 and K in {5, 10}, docs/data.md), and writes
 benchmarks/results/<dataset>-most-popular.json with the data statistics.
@@ -16,7 +16,7 @@ import argparse
 import tempfile
 import time
 
-from deepinterest.baselines import popularity_metrics
+from deepinterest.eval.baselines import popularity_metrics
 from deepinterest.config import DataConfig, EvalConfig, SplitConfig
 from deepinterest.data import load_dataset
 from deepinterest.data.prepare import prepare_dataset

@@ -22,8 +22,8 @@ import torch
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from records import record_and_print
-from deepinterest.train.generative_eval import evaluate_generative
-from deepinterest.train.stage import load_catalog, load_checkpoint
+from deepinterest.eval.generative import evaluate_generative
+from deepinterest.train.checkpoints import load_catalog, load_checkpoint
 
 
 def parse_args() -> argparse.Namespace:

@@ -22,7 +22,7 @@ import torch
 
 from deepinterest.registry import create
 from records import record_and_print
-from deepinterest.train.generative_eval import target_ranks
+from deepinterest.eval.generative import target_ranks
 
 # benchmarks/bench_threads.py: the script's own folder is first on sys.path
 from bench_threads import load_inputs, parse_step_args, rate

@@ -29,8 +29,8 @@ from deepinterest.config import EvalConfig
 from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from records import record_and_print
-from deepinterest.train.generative_eval import target_ranks
-from deepinterest.train.stage import load_catalog, load_checkpoint
+from deepinterest.eval.generative import target_ranks
+from deepinterest.train.checkpoints import load_catalog, load_checkpoint
 
 EDGES = (0, 3, 10, 30, 100)  # bucket lower bounds: training-target counts
 

@@ -26,8 +26,8 @@ from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.layout import RunLayout
 from records import learning_curve, record_and_print
-from deepinterest.train.generative_eval import evaluate_generative
-from deepinterest.train.stage import check_provenance, load_catalog, load_checkpoint
+from deepinterest.eval.generative import evaluate_generative
+from deepinterest.train.checkpoints import check_provenance, load_catalog, load_checkpoint
 
 
 def main() -> None:

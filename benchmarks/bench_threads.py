@@ -31,7 +31,7 @@ from deepinterest.data.splits import leave_one_out
 from deepinterest.registry import create
 from records import record_and_print
 from deepinterest.train.sft import time_train_steps
-from deepinterest.train.stage import load_catalog
+from deepinterest.train.checkpoints import load_catalog
 from deepinterest.train.threads import default_threads
 
 

@@ -40,9 +40,10 @@ from deepinterest.data.splits import Splits, leave_one_out
 from dataclasses import asdict
 
 from records import learning_curve, record_and_print
-from deepinterest.train.generative_eval import target_ranks
+from deepinterest.eval.generative import target_ranks
 from deepinterest.train.sft import SFTResult, time_train_steps, train_sft, valid_subset
-from deepinterest.train.stage import init_from_codebooks, load_catalog
+from deepinterest.train.checkpoints import load_catalog
+from deepinterest.train.stage import init_from_codebooks
 
 # benchmarks/common.py: the script's own folder is first on sys.path
 from common import add_model_flags, add_signature_flags, model_values, signature_values

@@ -9,9 +9,9 @@ run under runs/default, as `di run` does.
 import sys
 
 import deepinterest as di
-from deepinterest.baselines import MostPopular
+from deepinterest.eval.baselines import MostPopular
 from deepinterest.data import leave_one_out
-from deepinterest.evaluate import evaluate_rankings
+from deepinterest.eval.metrics import evaluate_rankings
 
 cfg = di.load_config(sys.argv[1]) if len(sys.argv) > 1 else di.RunConfig()
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from deepinterest.evaluate import (
+from deepinterest.eval.metrics import (
     NOT_FOUND,
     evaluate_rankings,
     evaluate_scores,

@@ -30,7 +30,7 @@ from pydantic import (
 from .data.splits import DEFAULT_MAX_HISTORY
 from .data.synthetic_config import SyntheticConfig
 from .errors import ConfigError
-from .evaluate import DEFAULT_BEAM, DEFAULT_KS
+from .eval.metrics import DEFAULT_BEAM, DEFAULT_KS
 from .registry import available
 
 

@@ -32,7 +32,7 @@ from . import stages
 from .config import RunConfig, save_config
 from .errors import DeepInterestError
 from .data.model import load_dataset
-from .evaluate import write_metrics
+from .eval.metrics import write_metrics
 from .layout import RunLayout
 
 # Stages of the method that this release does not run yet, in chain order.
@@ -41,7 +41,7 @@ PLANNED_STAGES: tuple[str, ...] = ()
 
 def evaluate_popularity(cfg: RunConfig, dataset_dir: Path, out: Path) -> StageResult:
     """The most-popular baseline on validation and test, written as ``metrics.json``."""
-    from .baselines import MostPopular, popularity_metrics
+    from .eval.baselines import MostPopular, popularity_metrics
 
     config = {"split": cfg.split.model_dump(), "eval": cfg.eval.model_dump(), "model": "pop"}
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}

@@ -10,7 +10,7 @@ from typing import Any
 from .data.model import Dataset, load_dataset
 from .data.splits import DEFAULT_MAX_HISTORY
 from .errors import DeepInterestError
-from .evaluate import DEFAULT_BEAM
+from .eval.metrics import DEFAULT_BEAM
 from .layout import RunLayout
 from .stages import ConfigLike, as_config
 
@@ -66,7 +66,7 @@ class Recommender:
         return self._recommend(rows, None, k)
 
     def _recommend(self, histories, users, k: int) -> list[list[Recommendation]]:
-        from .train.generative_eval import recommend
+        from .eval.generative import recommend
 
         if isinstance(k, bool) or not isinstance(k, int):
             raise DeepInterestError(f"k must be a whole number of items; got {k!r}")
@@ -88,7 +88,7 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
                      beam: int | None = None) -> Recommender:
     """Load a finished run's checkpoint (default: what ``evaluate_run`` scores) with its
     dataset and SIDs, after checking the checkpoint was trained on them."""
-    from .train.stage import check_provenance, load_catalog, load_checkpoint
+    from .train.checkpoints import check_provenance, load_catalog, load_checkpoint
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)

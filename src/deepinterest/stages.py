@@ -147,7 +147,7 @@ def evaluate_run(config: ConfigLike = None, *,
     ``checkpoint`` defaults to ``rl/best`` when ``[train.rl]`` is enabled, else
     ``sft/best``.
     """
-    from .train.stage import eval_stage
+    from .eval.stage import eval_stage
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from deepinterest.errors import DeepInterestError
-from deepinterest.evaluate import Metrics
+from deepinterest.eval.metrics import Metrics
 from deepinterest.train.distributed import DistInfo
 from deepinterest.train.loop import (
     BEST,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from deepinterest.cli import app
 from deepinterest.data.model import load_dataset
 from deepinterest.train.sft import LAST, STATE_FILE
-from deepinterest.train.stage import load_catalog, load_checkpoint
+from deepinterest.train.checkpoints import load_catalog, load_checkpoint
 
 runner = CliRunner()
 

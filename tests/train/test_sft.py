@@ -13,7 +13,7 @@ from deepinterest.data.splits import leave_one_out
 from deepinterest.errors import DeepInterestError
 from deepinterest.train import sft
 from deepinterest.train.distributed import LossForward
-from deepinterest.train.generative_eval import evaluate_generative, recommend
+from deepinterest.eval.generative import evaluate_generative, recommend
 from deepinterest.config import EvalConfig
 from deepinterest.train.sft import SFTConfig, epoch_batches, train_sft, valid_subset
 

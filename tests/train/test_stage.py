@@ -102,7 +102,8 @@ def test_init_from_codebooks_uses_the_run_quantizer_and_refuses_other_backbones(
     from deepinterest.backbones.t5 import T5Backbone
     from deepinterest.data.model import load_dataset
     from deepinterest.errors import DeepInterestError
-    from deepinterest.train.stage import init_from_codebooks, load_catalog
+    from deepinterest.train.checkpoints import load_catalog
+    from deepinterest.train.stage import init_from_codebooks
 
     root, _, _ = tiny_run
     sids = root / "work" / "sids"

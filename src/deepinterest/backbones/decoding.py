@@ -41,7 +41,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import DeepInterestError
-from ..evaluate import DEFAULT_BEAM
+from ..eval.metrics import DEFAULT_BEAM
 from .base import GenerativeBackbone, HistoryBatch
 from .trie import SIDTrie
 

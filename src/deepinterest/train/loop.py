@@ -69,7 +69,7 @@ from pydantic import BaseModel
 
 from ..artifacts import atomic_dir, atomic_write_text
 from ..errors import DeepInterestError
-from ..evaluate import Metrics
+from ..eval.metrics import Metrics
 from . import distributed as dd
 
 BEST, LAST = "best", "last"

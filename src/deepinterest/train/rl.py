@@ -95,7 +95,7 @@ from ..backbones.trie import SIDTrie
 from ..config import EvalConfig, RLConfig
 from ..data.splits import Splits
 from ..errors import DeepInterestError
-from ..evaluate import Metrics
+from ..eval.metrics import Metrics
 from ..rewards.interest_index import InterestIndex
 from . import distributed as dd
 from .loop import EpochStats, Step, global_batches, run_epochs, train_epoch

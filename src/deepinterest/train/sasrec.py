@@ -19,7 +19,7 @@ Design decisions:
   the position after the last history item against every item, history
   items are not removed, ties count against the target. Ranks are computed
   batch by batch with the same functions as
-  :func:`~deepinterest.evaluate.evaluate_scores`, so the full
+  :func:`~deepinterest.eval.metrics.evaluate_scores`, so the full
   [users, items] score matrix (1 GB on Beauty) is never held.
 - Epochs, batch order, validation and early stopping are the shared loop's
   (:mod:`.loop`): validation NDCG@10 every ``eval_every`` epochs and at the
@@ -51,7 +51,7 @@ from ..artifacts import atomic_write_text
 from ..backbones.base import pad_histories
 from ..backbones.sasrec import SASRec
 from ..data import Dataset, Example, leave_one_out
-from ..evaluate import DEFAULT_KS, Metrics, metrics_from_ranks, ranks_from_scores
+from ..eval.metrics import DEFAULT_KS, Metrics, metrics_from_ranks, ranks_from_scores
 from .distributed import DistInfo
 from .loop import EpochRecord, LoopSettings, Progress, Step, Task, bucket_batches, run_epochs
 

@@ -1,12 +1,12 @@
-"""The training and evaluation stages behind ``di train``, ``di eval`` and ``di recommend``.
+"""The training stages behind ``di train``: SFT, then RL.
 
 They read the artifacts of the stages before them from a run's work folder
-(``dataset/``, ``sids/``) and write their own:
+(``dataset/``, ``sids/``) and write their own (the eval stage is
+:mod:`deepinterest.eval.stage`):
 
     <workdir>/sft/    best/ (checkpoint + sft.json), last/ (resumable), metrics.json, manifest.json
     <workdir>/rl/     best/ (checkpoint + rl.json), last/, rl_result.json, metrics.json,
                       manifest.json
-    <workdir>/eval/   metrics.json (valid and test, beam search), manifest.json
 
 The RL stage (:func:`rl_stage`) starts from ``sft/best`` of a finished SFT
 stage and records that checkpoint's fingerprint (and the interests
@@ -24,7 +24,8 @@ folder that holds anything else is refused (:func:`~deepinterest.artifacts.claim
 Provenance: the dataset and SIDs fingerprints a checkpoint was trained on
 are recorded in ``best/sft.json`` (and the folder's ``stage.json``);
 ``di eval`` and ``di recommend`` refuse a checkpoint whose fingerprints are
-not the run's, even when its catalogue has the same shape.
+not the run's, even when its catalogue has the same shape
+(:mod:`.checkpoints`).
 
 Under ``torchrun`` (or ``accelerate launch``) every rank runs ``train_stage``;
 only rank 0 clears the folder and writes files, the others wait for it at a
@@ -46,7 +47,6 @@ import torch
 from ..artifacts import (
     MANIFEST,
     STAGE_MARKER,
-    Stage,
     StageResult,
     artifact_fingerprint,
     atomic_write_text,
@@ -55,31 +55,21 @@ from ..artifacts import (
     fingerprint_paths,
     fingerprint_value,
     is_up_to_date,
-    run_stage,
     write_manifest,
 )
-from ..backbones.base import BACKBONE_FILE, SIDCatalog
-from ..schemas.sids import load_quantizer
-from ..data.model import Dataset, load_dataset
+from ..backbones.base import BACKBONE_FILE
+from ..data.model import load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
-from ..evaluate import write_metrics
-from ..registry import create, get
+from ..eval.metrics import write_metrics
+from ..registry import create
+from ..schemas.sids import load_quantizer
 from . import distributed as dd
-from .rl import RL_FILE
-from .sft import BEST, SFT_FILE, STATE_FILE
+from .checkpoints import check_provenance, load_catalog, load_checkpoint, run_fingerprints
+from .sft import BEST
 
 SFT_STAGE = "train-sft"
 RL_STAGE = "train-rl"
-
-
-def load_catalog(dataset: Dataset, sids_dir: Path) -> SIDCatalog:
-    """The SID catalogue, checked to list the dataset's items in the same order."""
-    catalog = SIDCatalog.load(sids_dir)
-    if catalog.item_ids != [item.id for item in dataset.items]:
-        raise DeepInterestError(f"{sids_dir}: the SIDs were made for another dataset; "
-                                "run `di tokenize` on this dataset again")
-    return catalog
 
 
 def _start_folder(out: Path, key: dict[str, Any]) -> None:
@@ -218,7 +208,7 @@ def rl_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path
     dataset_dir, sids_dir, sft_dir, out = map(Path, (dataset_dir, sids_dir, sft_dir, out))
     evaluation = evaluation or EvalConfig()
     checkpoint = _sft_checkpoint(sft_dir)
-    run = _run_fingerprints(dataset_dir, sids_dir)
+    run = run_fingerprints(dataset_dir, sids_dir)
     check_provenance(checkpoint, dataset_dir, sids_dir, run)
     # `enabled` only tells `di run` whether to call this stage; toggling it keeps the folder.
     config = {"rl": train_cfg.rl.model_dump(mode="json", exclude={"enabled"}),
@@ -279,106 +269,3 @@ def _train_rl(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Pat
               "start_valid_ndcg@10": ndcg(result.start_valid), "test_ndcg@10": ndcg(result.test)}
     return _close_run(RL_STAGE, out, result, f"{train_cfg.backbone}+grpo", counts, config,
                       inputs, info, start)
-
-
-def _load_saved(folder: Path, catalog: SIDCatalog):
-    kind = json.loads((folder / BACKBONE_FILE).read_text("utf-8"))["kind"]
-    return get("backbones", kind).load(folder, catalog)
-
-
-def load_checkpoint(checkpoint: Path, catalog: SIDCatalog):
-    """A saved backbone (``best/``), or a training folder's ``last/`` state.
-
-    ``last/`` holds the trainer's state rather than a saved backbone: the
-    architecture comes from ``best/`` beside it (the same run) and the weights
-    from ``last/``.
-    """
-    checkpoint = Path(checkpoint)
-    if (checkpoint / BACKBONE_FILE).is_file():
-        return _load_saved(checkpoint, catalog)
-    best = checkpoint.parent / BEST
-    if (checkpoint / STATE_FILE).is_file() and (best / BACKBONE_FILE).is_file():
-        backbone = _load_saved(best, catalog)
-        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
-        backbone.load_state_dict(state["model"])
-        return backbone
-    if not checkpoint.is_dir():
-        raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
-    raise DeepInterestError(f"{checkpoint}: no {BACKBONE_FILE}; is this a `di train` "
-                            "checkpoint (the best or last folder of sft/ or rl/)?")
-
-
-def _recorded_inputs(checkpoint: Path) -> dict[str, str] | None:
-    """The dataset and SIDs fingerprints a checkpoint was trained on, where recorded."""
-    for path in (checkpoint / SFT_FILE, checkpoint / RL_FILE, checkpoint.parent / STAGE_MARKER,
-                 checkpoint.parent / MANIFEST):
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, AttributeError):
-            found = json.loads(path.read_text("utf-8")).get("inputs")
-            if found:
-                return found
-    return None
-
-
-def _run_fingerprints(dataset_dir: Path, sids_dir: Path) -> dict[str, str]:
-    return {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
-
-
-def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path,
-                     fingerprints: dict[str, str] | None = None, *,
-                     finished: bool = True) -> None:
-    """Refuse a checkpoint trained on another dataset or other SIDs than the run's.
-
-    A catalogue of the same shape would load and score, and the numbers would
-    mean nothing. Checkpoints that record nothing are refused too, and so is a
-    checkpoint of a training folder whose run has not finished (no manifest),
-    unless ``finished`` is false (a benchmark scoring a run it stopped, and saying so).
-    """
-    recorded = _recorded_inputs(checkpoint)
-    if recorded is None:
-        raise DeepInterestError(
-            f"{checkpoint}: records no dataset or SIDs fingerprint (no sft.json or rl.json, "
-            "no stage manifest), so it cannot be checked against this run's; use a "
-            "checkpoint that `di train` wrote, or train again")
-    training = checkpoint.parent
-    if finished and (training / STAGE_MARKER).is_file() and not (training / MANIFEST).is_file():
-        raise DeepInterestError(
-            f"{training}: its training has not finished (no {MANIFEST}: stopped or killed); "
-            "rerun `di train` (or `di run`) to resume it")
-    found = fingerprints or _run_fingerprints(dataset_dir, sids_dir)
-    current = {"dataset": (dataset_dir, found["dataset"]), "sids": (sids_dir, found["sids"])}
-    for key, (folder, fingerprint) in current.items():
-        if recorded.get(key, fingerprint) != fingerprint:
-            raise DeepInterestError(
-                f"{checkpoint} was trained on another {key} artifact ({recorded[key][:12]}) than "
-                f"{folder} ({fingerprint[:12]}); use it with the run it was trained in, or "
-                "train again on this one")
-
-
-def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-               checkpoint: str | Path, out: str | Path, *, force: bool = False) -> StageResult:
-    """HR@K / NDCG@K of a checkpoint on validation and test with constrained beam search."""
-    from .generative_eval import evaluate_generative
-
-    dataset_dir, sids_dir, checkpoint, out = map(Path, (dataset_dir, sids_dir, checkpoint, out))
-    if not checkpoint.is_dir():
-        raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
-    run = _run_fingerprints(dataset_dir, sids_dir)
-    check_provenance(checkpoint, dataset_dir, sids_dir, run)
-    config = {"eval": eval_cfg.model_dump(), "split": split_cfg.model_dump()}
-    # The checkpoint's own files: best/ and last/ of one run are different inputs.
-    inputs = {**run, "checkpoint": fingerprint_paths([checkpoint])}
-
-    def build(folder: Path) -> dict:
-        dataset = load_dataset(dataset_dir)
-        catalog = load_catalog(dataset, sids_dir)
-        backbone = load_checkpoint(checkpoint, catalog)
-        splits = leave_one_out(dataset, max_history=split_cfg.max_history)
-        metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam,
-                                             topk=max(eval_cfg.ks), ks=eval_cfg.ks,
-                                             max_history=split_cfg.max_history)
-                   for name, part in (("valid", splits.valid), ("test", splits.test))}
-        write_metrics(folder / "metrics.json", metrics, checkpoint=str(checkpoint),
-                      beam=eval_cfg.beam)
-        return {"test_users": metrics["test"].users}
-
-    return run_stage(Stage("eval", out, config, inputs, force), build)

@@ -31,9 +31,9 @@ import torch
 from ..backbones.trie import SIDTrie
 from ..config import EvalConfig, TrainerConfig
 from ..data.splits import Example, Splits
-from ..evaluate import Metrics, metrics_from_ranks
+from ..eval.metrics import Metrics, metrics_from_ranks
 from . import distributed as dd
-from .generative_eval import target_ranks
+from ..eval.generative import target_ranks
 from .loop import BEST, EpochRecord, LoopSettings, Progress, Task, lr_schedule, record_dict
 from .loop import write_folder, write_test
 from .precision import resolve_precision

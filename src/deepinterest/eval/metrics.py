@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import atomic_write_text
+from ..artifacts import atomic_write_text
 
 DEFAULT_KS = (5, 10)
 DEFAULT_BEAM = 20  # beam width of generative models (docs/data.md: the protocol)

@@ -4,7 +4,7 @@
 ``di recommend`` serves); :func:`target_ranks` gives the 0-based rank of
 each example's target in that list, and :func:`evaluate_generative` turns
 ranks into HR@K / NDCG@K with the shared metric code of
-:mod:`deepinterest.evaluate` (the evaluation protocol of docs/data.md: beam
+:mod:`.metrics` (the evaluation protocol of docs/data.md: beam
 20, top 10, full ranking over every valid SID, items already in the history
 not removed).
 
@@ -25,7 +25,7 @@ from ..backbones.base import HistoryBatch, pad_histories
 from ..backbones.decoding import constrained_beam_search
 from ..backbones.trie import SIDTrie
 from ..data.splits import DEFAULT_MAX_HISTORY, Example
-from ..evaluate import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
+from .metrics import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
 
 
 class Recommendations(NamedTuple):

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .data.model import Dataset
-from .data.splits import leave_one_out
-from .evaluate import DEFAULT_KS, Metrics, evaluate_rankings
+from ..data.model import Dataset
+from ..data.splits import leave_one_out
+from .metrics import DEFAULT_KS, Metrics, evaluate_rankings
 
 
 class MostPopular:

@@ -1,0 +1,49 @@
+"""The eval stage (``di eval``): HR@K and NDCG@K of a checkpoint on validation and test.
+
+Ranks with trie-constrained beam search (:mod:`.generative`) under the run's
+``[eval]`` settings and scores with :mod:`.metrics`, after checking that the
+checkpoint was trained on the run's dataset and SIDs
+(:func:`~deepinterest.train.checkpoints.check_provenance`). Writes
+``eval/metrics.json``; the stage is skipped while its inputs (dataset, SIDs,
+the checkpoint's files) and settings are unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import Stage, StageResult, fingerprint_paths, run_stage
+from ..data.model import load_dataset
+from ..data.splits import leave_one_out
+from ..errors import DeepInterestError
+from ..train.checkpoints import check_provenance, load_catalog, load_checkpoint, run_fingerprints
+from .generative import evaluate_generative
+from .metrics import write_metrics
+
+
+def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
+               checkpoint: str | Path, out: str | Path, *, force: bool = False) -> StageResult:
+    """HR@K / NDCG@K of a checkpoint on validation and test with constrained beam search."""
+    dataset_dir, sids_dir, checkpoint, out = map(Path, (dataset_dir, sids_dir, checkpoint, out))
+    if not checkpoint.is_dir():
+        raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
+    run = run_fingerprints(dataset_dir, sids_dir)
+    check_provenance(checkpoint, dataset_dir, sids_dir, run)
+    config = {"eval": eval_cfg.model_dump(), "split": split_cfg.model_dump()}
+    # The checkpoint's own files: best/ and last/ of one run are different inputs.
+    inputs = {**run, "checkpoint": fingerprint_paths([checkpoint])}
+
+    def build(folder: Path) -> dict:
+        dataset = load_dataset(dataset_dir)
+        catalog = load_catalog(dataset, sids_dir)
+        backbone = load_checkpoint(checkpoint, catalog)
+        splits = leave_one_out(dataset, max_history=split_cfg.max_history)
+        metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam,
+                                             topk=max(eval_cfg.ks), ks=eval_cfg.ks,
+                                             max_history=split_cfg.max_history)
+                   for name, part in (("valid", splits.valid), ("test", splits.test))}
+        write_metrics(folder / "metrics.json", metrics, checkpoint=str(checkpoint),
+                      beam=eval_cfg.beam)
+        return {"test_users": metrics["test"].users}
+
+    return run_stage(Stage("eval", out, config, inputs, force), build)
