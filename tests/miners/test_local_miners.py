@@ -24,7 +24,7 @@ from deepinterest import registry
 from deepinterest.errors import ConfigError, DeepInterestError, MissingDependencyError
 from deepinterest.hub import save_tiny_random_lm, smollm2_path
 from deepinterest.miners import Interests, MineRequest, Verdicts, item_evidence, parse_answer
-from deepinterest.miners.transformers_local import END, AnswerShape
+from deepinterest.miners.json_constraint import END, AnswerShape
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

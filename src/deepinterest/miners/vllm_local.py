@@ -28,7 +28,8 @@ from ..errors import require
 from .base import MineRequest
 from .cache import Reply
 from .schema import json_schema
-from .transformers_local import LocalMiner, LocalOptions, chat_text, shape_for
+from .json_constraint import shape_for
+from .transformers_local import LocalMiner, LocalOptions, chat_text
 
 __all__ = ["VLLMMiner", "answer_schema"]
 
