@@ -268,7 +268,8 @@ def _merge(args: list[str], out: Path, force: bool) -> None:
     typer.echo(mining_report(result.path))
 
 
-def _mine_config(config, backend, model, base_url, limit, budget):
+def _mine_config(config: RunConfig | str | Path | None, backend: str | None, model: str | None,
+                 base_url: str | None, limit: int | None, budget: float | None) -> MineConfig:
     from .api import as_config
     from .config import MinerSpec
 

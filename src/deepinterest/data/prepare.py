@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import registry
+from ..config import DataConfig
 from ..artifacts import (
     MANIFEST,
     Stage,
@@ -139,7 +140,7 @@ def _default_kcore(reader) -> int:
     return 0 if param is None or param.default is param.empty else param.default
 
 
-def prepare_dataset(cfg, out: str | Path, *, force: bool = False,
+def prepare_dataset(cfg: DataConfig, out: str | Path, *, force: bool = False,
                     keep_other: bool = False) -> StageResult:
     """Write the dataset artifact for a :class:`~deepinterest.config.DataConfig`.
 

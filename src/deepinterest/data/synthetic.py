@@ -340,7 +340,7 @@ def _walk_users(cfg: SyntheticConfig, rng: _Rng, walker: _Walker, ids: list[str]
     return users
 
 
-def _planted(cfg, cat: Catalog, motivations, items, plans, evidence,
+def _planted(cfg: SyntheticConfig, cat: Catalog, motivations, items, plans, evidence,
              users: _Users) -> dict[str, Any]:
     used_types = {t for m in motivations for t in m.journey}
     return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import Stage, StageResult, fingerprint_paths, run_stage
+from ..config import EvalConfig, SplitConfig
 from ..data.model import load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
@@ -21,8 +22,9 @@ from .generative import evaluate_generative
 from .metrics import write_metrics
 
 
-def eval_stage(eval_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-               checkpoint: str | Path, out: str | Path, *, force: bool = False) -> StageResult:
+def eval_stage(eval_cfg: EvalConfig, split_cfg: SplitConfig, dataset_dir: str | Path,
+               sids_dir: str | Path, checkpoint: str | Path, out: str | Path, *,
+               force: bool = False) -> StageResult:
     """HR@K / NDCG@K of a checkpoint on validation and test with constrained beam search."""
     dataset_dir, sids_dir, checkpoint, out = map(Path, (dataset_dir, sids_dir, checkpoint, out))
     if not checkpoint.is_dir():

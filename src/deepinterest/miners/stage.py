@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import registry
+from ..config import EnsembleSpec, LabelerSpec, MineConfig, MinerSpec
 from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
 from ..data.model import Dataset, Item, load_dataset
 from ..errors import DeepInterestError
@@ -46,7 +47,7 @@ def item_requests(items: list[Item], captions: dict[str, str] | None = None
                         image=it.images[0] if it.images else None) for it in items]
 
 
-def caption_items(cfg, items: list[Item]) -> list[MineResult]:
+def caption_items(cfg: MineConfig, items: list[Item]) -> list[MineResult]:
     """The captioner's results for the items that have an image (none without a captioner)."""
     if cfg.captioner is None:
         return []
@@ -72,7 +73,7 @@ def _takes(factory: Any, name: str, value: Any) -> str | None:
     return None if flag and not isinstance(value, bool) else key
 
 
-def _build_miner(spec, cfg, spent: float, progress: bool = False):
+def _build_miner(spec: MinerSpec, cfg: MineConfig, spent: float, progress: bool = False):
     """The miner of ``spec``, with the stage's cache, remaining budget and progress bar where
     it takes them (options the config sets win)."""
     factory = registry.get("miners", spec.backend)
@@ -86,7 +87,7 @@ def _build_miner(spec, cfg, spent: float, progress: bool = False):
     return registry.create("miners", spec.backend, **options)
 
 
-def ask_miners(cfg, requests: list[MineRequest], progress: bool = False
+def ask_miners(cfg: MineConfig, requests: list[MineRequest], progress: bool = False
                ) -> dict[str, list[MineResult]]:
     """Every configured miner's results for ``requests``, by miner label."""
     answers: dict[str, list[MineResult]] = {}
@@ -115,7 +116,7 @@ def _contract(component: Any, protocol: type, what: str, method: str) -> Any:
     return component
 
 
-def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
+def ensemble_items(spec: EnsembleSpec, per_item: list[dict[str, Any]]) -> list[list]:
     """Each item's answers (by miner) ensembled by the configured ensembler."""
     ensembler = _contract(registry.create("ensemblers", spec.kind, **spec.options), Ensembler,
                           f"ensembler {spec.kind!r}", "combine(answers)")
@@ -124,7 +125,8 @@ def ensemble_items(spec, per_item: list[dict[str, Any]]) -> list[list]:
     return [ensembler.combine(answers) for answers in per_item]
 
 
-def _taught_labels(spec, labeler, evidence: list[dict], texts: list[list[str]]) -> list[list]:
+def _taught_labels(spec: LabelerSpec, labeler, evidence: list[dict],
+                   texts: list[list[str]]) -> list[list]:
     """Labels from a learning labeler fitted on its teacher's labels of a seeded sample.
 
     The teacher (e.g. an LLM judge) labels ``spec.sample`` items; the learner
@@ -143,8 +145,8 @@ def _taught_labels(spec, labeler, evidence: list[dict], texts: list[list[str]]) 
     return labels
 
 
-def label_items(spec, items: list[Item], ensembled: list[list], captions: dict[str, str]
-                ) -> list[list[dict[str, Any]]]:
+def label_items(spec: LabelerSpec, items: list[Item], ensembled: list[list],
+                captions: dict[str, str]) -> list[list[dict[str, Any]]]:
     """Each ensembled descriptor as a record with its reward label and probability."""
     labeler = _contract(registry.create("labelers", spec.kind, **spec.options), Labeler,
                         f"labeler {spec.kind!r}", "label(evidence_list, descriptors_list)")
@@ -165,7 +167,7 @@ def label_items(spec, items: list[Item], ensembled: list[list], captions: dict[s
             for descriptors, item_labels in zip(ensembled, labels)]
 
 
-def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg,
+def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg: MineConfig,
               captions: dict[str, str] | None = None) -> list[dict]:
     """Ensembled, labelled descriptors and the answers behind them, one row per item."""
     from .labels import item_quality
@@ -190,7 +192,7 @@ def item_rows(items: list[Item], answers: dict[str, list[MineResult]], cfg,
     return rows
 
 
-def _user_rows(dataset: Dataset, rows: list[dict], cfg) -> list[dict[str, Any]]:
+def _user_rows(dataset: Dataset, rows: list[dict], cfg: MineConfig) -> list[dict[str, Any]]:
     if cfg.users == "miner":
         spec = next(m for m in cfg.miners if m.name == (cfg.user_miner or cfg.miners[0].name))
         return asked_user_interests(dataset, _build_miner(spec, cfg, 0.0))
@@ -203,7 +205,7 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def mine_stage(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
+def mine_stage(cfg: MineConfig, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
                progress: bool = True) -> StageResult:
     """Write the ``interests`` artifact of the dataset artifact in ``dataset_dir``."""
     dataset_dir = Path(dataset_dir)
@@ -261,7 +263,7 @@ def check_failures(rows: list[dict[str, Any]], max_share: float) -> None:
         "the failed items again")
 
 
-def selected_items(dataset: Dataset, cfg) -> list[Item]:
+def selected_items(dataset: Dataset, cfg: MineConfig) -> list[Item]:
     """The items a run mines: the first ``limit``, then every N-th from I for shard I/N."""
     items = dataset.items[:cfg.limit] if cfg.limit else list(dataset.items)
     if cfg.shard_of is not None:
@@ -270,7 +272,7 @@ def selected_items(dataset: Dataset, cfg) -> list[Item]:
     return items
 
 
-def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cfg, *,
+def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cfg: MineConfig, *,
                    users: bool) -> dict[str, Any]:
     """``items.jsonl``, ``users.jsonl`` and ``report.json``; the manifest's counts."""
     from .report import build_report

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..data.model import Dataset
+from ..config import TokenizeConfig
 from ..errors import DeepInterestError
 
 COLLAB_FIELDS = ("collab_weight", "collab_dim", "collab_window")
@@ -115,7 +116,8 @@ def fuse_collab(text: np.ndarray, collab: np.ndarray, weight: float) -> np.ndarr
                            np.sqrt(weight) * collab.astype(np.float32)], axis=1)
 
 
-def add_collab(cfg, dataset: Dataset, vectors: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+def add_collab(cfg: TokenizeConfig, dataset: Dataset,
+               vectors: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """The stage's vectors with the collaborative slot, and ``stats.json``'s ``collab`` entry."""
     collab = collab_vectors(dataset, dim=cfg.collab_dim, window=cfg.collab_window)
     covered = int((np.abs(collab).sum(axis=1) > 0).sum())

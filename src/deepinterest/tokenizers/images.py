@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TokenizeConfig
 from ..data.model import Item
 from ..encoders.image import ImageEncoder
 from ..errors import DeepInterestError
@@ -92,7 +93,7 @@ def fuse_images(vectors: np.ndarray, rows: Sequence[int], images: np.ndarray,
     return out
 
 
-def add_images(cfg, items: Sequence[Item], vectors: np.ndarray
+def add_images(cfg: TokenizeConfig, items: Sequence[Item], vectors: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any], list[str]]:
     """The fitted stage's vectors with images fused in, the map (None without images),
     ``stats.json``'s ``images`` entry and warnings."""

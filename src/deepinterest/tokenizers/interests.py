@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import MANIFEST, artifact_fingerprint, read_manifest
+from ..config import TokenizeConfig
 from ..encoders import embed_texts
 from ..errors import DeepInterestError
 from ..schemas.interests import ITEMS_FILE, MINE_STAGE, read_rows
@@ -77,7 +78,7 @@ def resolve_interests(value: str | None, run_interests: Path) -> str | None:
     return str(run_interests) if value == RUN_INTERESTS else value
 
 
-def stage_config(cfg) -> dict[str, Any]:
+def stage_config(cfg: TokenizeConfig) -> dict[str, Any]:
     """The tokenize settings that decide the SIDs (the manifest's ``config``).
 
     The cache folder and the interests path are left out (the artifact's
@@ -182,7 +183,7 @@ class Selection:
     warnings: list[str] = field(default_factory=list)
 
 
-def select(item_ids: Sequence[str], source: InterestSource, cfg) -> Selection:
+def select(item_ids: Sequence[str], source: InterestSource, cfg: TokenizeConfig) -> Selection:
     """Each item's caption and chosen descriptors under ``cfg``'s labels and limit."""
     picked = Selection([], [])
     for item in item_ids:
@@ -247,7 +248,8 @@ def embed_with_interests(encoder, texts: Sequence[str], descriptors: Sequence[Se
     return out
 
 
-def interest_stats(source: InterestSource, picked: Selection, cfg) -> dict[str, Any]:
+def interest_stats(source: InterestSource, picked: Selection,
+                   cfg: TokenizeConfig) -> dict[str, Any]:
     """``stats.json``'s ``interests`` entry: which artifact, how, and how much it gave."""
     counts = [len(d) for d in picked.descriptors]
     enhanced = sum(1 for n in counts if n)

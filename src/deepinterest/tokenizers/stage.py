@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..artifacts import Stage, StageResult, artifact_fingerprint, check_output, run_stage
+from ..config import TokenizeConfig
 from ..data.model import Dataset, Item, load_dataset
 from ..encoders import build_encoder, embed_texts
 from ..errors import DeepInterestError
@@ -93,7 +94,7 @@ def item_texts(items: list[Item], fields: list[str]) -> list[str]:
     return [item.text(fields) or item.id for item in items]
 
 
-def _encoder(cfg) -> Any:
+def _encoder(cfg: TokenizeConfig) -> Any:
     e = cfg.encoder
     return build_encoder(e.name, kind=e.kind, device=e.device, batch_size=e.batch_size,
                          normalize=e.normalize)
@@ -108,7 +109,7 @@ class SIDResult:
     stats: dict[str, Any]
 
 
-def fit_sids(vectors: np.ndarray, cfg, *, progress: bool = False,
+def fit_sids(vectors: np.ndarray, cfg: TokenizeConfig, *, progress: bool = False,
              split: dict[str, int] | None = None) -> SIDResult:
     """Fit the configured quantizer on ``vectors`` and return unique SIDs with stats;
     ``split`` adds residual k-means' split-level options (interest-first SIDs)."""
@@ -163,7 +164,8 @@ def _stats(quantizer: Any, report: Any, suffixed: Any, codes: torch.Tensor) -> d
 
 
 def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: np.ndarray,
-                   cfg, fields: list[str], image_map: np.ndarray | None = None) -> None:
+                   cfg: TokenizeConfig, fields: list[str],
+                   image_map: np.ndarray | None = None) -> None:
     with (folder / SIDS_FILE).open("w", encoding="utf-8") as handle:
         for item, sid in zip(dataset.items, result.sids.tolist()):
             handle.write(json.dumps({"item": item.id, "sid": sid}) + "\n")
@@ -188,8 +190,8 @@ def _write_outputs(folder: Path, dataset: Dataset, result: SIDResult, vectors: n
         pass
 
 
-def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool = False,
-                   progress: bool = True) -> StageResult:
+def tokenize_items(cfg: TokenizeConfig, dataset_dir: str | Path, out: str | Path, *,
+                   force: bool = False, progress: bool = True) -> StageResult:
     """Write the ``sids`` artifact for the dataset artifact in ``dataset_dir``.
 
     With ``cfg.interests`` (an interests artifact of the same dataset), items'
@@ -212,7 +214,7 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
         if extra.get("interests") and extra["interests"]["fingerprint"] != inputs["interests"]:
             raise DeepInterestError(f"{cfg.interests} changed while it was being read; run "
                                     "the tokenize stage again")
-        split = _interest_split(cfg, vectors, extra)
+        split = _interest_split(cfg, vectors)
         image_map = None
         if cfg.image_weight:
             vectors, image_map, extra["images"], more = add_images(cfg, dataset.items, vectors)
@@ -232,7 +234,7 @@ def tokenize_items(cfg, dataset_dir: str | Path, out: str | Path, *, force: bool
     return run_stage(Stage("tokenize", out, config, inputs, force), build)
 
 
-def _interest_split(cfg, vectors: np.ndarray, extra: dict[str, Any]) -> dict[str, int] | None:
+def _interest_split(cfg: TokenizeConfig, vectors: np.ndarray) -> dict[str, int] | None:
     """Interest-first SIDs: the first levels assign on the interests half of ``[interests |
     item]`` (two encoder vectors of one width; images and the collaborative slot come later)."""
     if cfg.interests is None or cfg.interest_mode != "first":
@@ -240,8 +242,8 @@ def _interest_split(cfg, vectors: np.ndarray, extra: dict[str, Any]) -> dict[str
     return {"prefix_dims": vectors.shape[1] // 2, "prefix_levels": cfg.interest_levels}
 
 
-def _embed(cfg, dataset: Dataset, texts: list[str], dataset_dir: Path, progress: bool
-           ) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+def _embed(cfg: TokenizeConfig, dataset: Dataset, texts: list[str], dataset_dir: Path,
+           progress: bool) -> tuple[np.ndarray, dict[str, Any], list[str]]:
     """The vectors to quantize, the ``interests`` stats entry (if any) and its warnings."""
     cache = cfg.cache_dir or default_cache_dir()
     if cfg.interests is None:

@@ -58,6 +58,7 @@ from ..artifacts import (
     write_manifest,
 )
 from ..backbones.base import BACKBONE_FILE
+from ..config import EvalConfig, SplitConfig, TrainConfig
 from ..data.model import load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
@@ -105,9 +106,9 @@ def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
     backbone.init_code_embeddings(quantizer.codebooks)
 
 
-def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-                out: str | Path, *, evaluation=None, progress: bool = True,
-                force: bool = False) -> StageResult:
+def train_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str | Path,
+                sids_dir: str | Path, out: str | Path, *, evaluation: EvalConfig | None = None,
+                progress: bool = True, force: bool = False) -> StageResult:
     """Supervised fine-tuning of the configured backbone (``di train --stage sft``).
 
     Checkpoints are chosen on validation ranked with ``evaluation`` (an
@@ -115,8 +116,6 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
     ``di eval`` ranks. ``force`` lets ``out`` replace a folder that is not a
     training folder.
     """
-    from ..config import EvalConfig
-
     dataset_dir, sids_dir, out = Path(dataset_dir), Path(sids_dir), Path(out)
     evaluation = evaluation or EvalConfig()
     # Without `rl`: GRPO's settings are the RL stage's and must not retrain SFT.
@@ -140,7 +139,7 @@ def train_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | P
     return result
 
 
-def _open_run(stage: str, split_cfg, dataset_dir: Path, sids_dir: Path, out: Path,
+def _open_run(stage: str, split_cfg: SplitConfig, dataset_dir: Path, sids_dir: Path, out: Path,
               config: dict, inputs: dict, info):
     """A training stage's start once it holds ``out``: ``None`` when another process
     finished it first, else (dataset, catalog, splits) with the folder started for it."""
@@ -168,8 +167,9 @@ def _close_run(stage: str, out: Path, result, model: str, counts: dict, config: 
     return StageResult(stage, out, False, time.perf_counter() - start, counts)
 
 
-def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, out: Path,
-           config: dict, inputs: dict, info, progress: bool) -> StageResult:
+def _train(train_cfg: TrainConfig, split_cfg: SplitConfig, evaluation: EvalConfig,
+           dataset_dir: Path, sids_dir: Path, out: Path, config: dict, inputs: dict, info,
+           progress: bool) -> StageResult:
     from .sft import train_sft
 
     start = time.perf_counter()
@@ -191,9 +191,11 @@ def _train(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path, 
                       start)
 
 
-def rl_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path,
-             sft_dir: str | Path, out: str | Path, *, interests_dir: str | Path | None = None,
-             evaluation=None, progress: bool = True, force: bool = False) -> StageResult:
+def rl_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str | Path,
+             sids_dir: str | Path, sft_dir: str | Path, out: str | Path, *,
+             interests_dir: str | Path | None = None,
+             evaluation: EvalConfig | None = None, progress: bool = True,
+             force: bool = False) -> StageResult:
     """GRPO from the SFT stage's best checkpoint (``di train --stage rl``).
 
     ``sft_dir`` is a finished SFT stage folder; its ``best/`` must have been
@@ -203,8 +205,6 @@ def rl_stage(train_cfg, split_cfg, dataset_dir: str | Path, sids_dir: str | Path
     as :func:`train_stage`: ``out`` is claimed and locked, resumed while its
     config and inputs stay the same, and ``force`` replaces a foreign folder.
     """
-    from ..config import EvalConfig
-
     dataset_dir, sids_dir, sft_dir, out = map(Path, (dataset_dir, sids_dir, sft_dir, out))
     evaluation = evaluation or EvalConfig()
     checkpoint = _sft_checkpoint(sft_dir)
@@ -244,9 +244,9 @@ def _sft_checkpoint(sft_dir: Path) -> Path:
     return best
 
 
-def _train_rl(train_cfg, split_cfg, evaluation, dataset_dir: Path, sids_dir: Path,
-              checkpoint: Path, interests_dir: Path | None, out: Path, config: dict,
-              inputs: dict, info, progress: bool) -> StageResult:
+def _train_rl(train_cfg: TrainConfig, split_cfg: SplitConfig, evaluation: EvalConfig,
+              dataset_dir: Path, sids_dir: Path, checkpoint: Path, interests_dir: Path | None,
+              out: Path, config: dict, inputs: dict, info, progress: bool) -> StageResult:
     from ..rewards.interest_index import InterestIndex
     from .rl import train_rl
 
