@@ -155,6 +155,16 @@ def test_patience_counts_validations_without_a_new_best():
     assert kept == [(2, 0.5), (6, 0.6)]
 
 
+def test_a_larger_patience_continues_a_run_that_stopped_early(tmp_path):
+    task, _ = _scripted([0.3, 0.2, 0.4, 0.5])
+    prog = _run(task, tmp_path, epochs=4, patience=1)
+    assert prog.stopped and prog.epoch == 2
+    task, kept = _scripted([0.4, 0.5])  # the validations of epochs 3 and 4
+    prog = _run(task, tmp_path, epochs=4, patience=None)
+    assert not prog.stopped and [r.epoch for r in prog.history] == [1, 2, 3, 4]
+    assert kept == [(3, 0.4), (4, 0.5)] and prog.best_epoch == 4
+
+
 def test_a_start_validation_competes_for_best_as_epoch_0():
     task, kept = _scripted([0.2, 0.1, 0.4])
     prog = _run(task, None, epochs=3, start={"ndcg@10": 0.3, "hr@10": 0.0})

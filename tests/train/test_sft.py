@@ -88,8 +88,10 @@ def _kill_at(monkeypatch, epoch: int) -> None:
     monkeypatch.setattr(sft, "_run_epoch", run_epoch)
 
 
-def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("resumed_with", [{}, {"patience": 1}])
+def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch, resumed_with):
     # Dropout on and a cosine schedule, so the RNG and scheduler states must be restored too.
+    # Patience only decides when to stop: a resume may change it.
     catalog, splits = _tiny()
     cfg = _cfg(epochs=3, eval_every=1, schedule="cosine", warmup_steps=2)
     straight = _backbone(catalog, dropout=0.3)
@@ -103,8 +105,8 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path, monkeypatch):
             train_sft(killed, catalog, splits, cfg, tmp_path / "resumed", progress=False,
                       evaluation=EVAL)
     restarted = _backbone(catalog, seed=99, dropout=0.3)  # a fresh process's different init
-    resumed = train_sft(restarted, catalog, splits, cfg, tmp_path / "resumed", progress=False,
-                        evaluation=EVAL)
+    resumed = train_sft(restarted, catalog, splits, cfg.model_copy(update=resumed_with),
+                        tmp_path / "resumed", progress=False, evaluation=EVAL)
 
     for key, value in straight.state_dict().items():
         assert torch.equal(restarted.state_dict()[key], value), key

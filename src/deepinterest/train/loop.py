@@ -308,7 +308,11 @@ def _load_last(out: Path, task: Task, settings: LoopSettings,
         task.scheduler.load_state_dict(payload["scheduler"])
     if payload["world"] == info.world:
         _set_rng_state(payload["rng"][info.rank])
-    return Progress.from_dict(payload["progress"])
+    prog = Progress.from_dict(payload["progress"])
+    # Patience only decides when to stop, so a run it stopped continues under a larger one
+    # exactly as if it had never stopped (the trainers' configs list it as resume-free).
+    prog.stopped = settings.patience is not None and prog.bad_evals >= settings.patience
+    return prog
 
 
 def _mismatched_last(out: Path, path: Path, reason: str, restart: bool,

@@ -107,7 +107,8 @@ from .threads import set_threads
 
 RL_FILE = "rl.json"
 RESULT_FILE = "rl_result.json"
-_RESUME_FREE = ("resume", "threads", "enabled")  # may change between a run and its resume
+# May change between a run and its resume (patience: a run it stopped early goes on).
+_RESUME_FREE = ("resume", "threads", "enabled", "patience")
 
 
 # -- the objective -------------------------------------------------------------

@@ -20,7 +20,8 @@ Design decisions:
   batch order, validation cadence, early stopping and checkpoints): a run
   killed after epoch ``e`` and restarted with the same ``out_dir`` ends with
   the same weights as an uninterrupted run. A resume with a different config
-  (other than ``resume``/``threads``) is refused, since it could not be exact.
+  (other than ``resume``/``threads``/``patience``) is refused, since it could not
+  be exact; a larger ``patience`` continues a run that stopped early.
 - **Best checkpoint** ``out_dir/best/`` = ``backbone.save`` + ``sft.json``
   (config, epoch, validation metrics; test metrics added at the end).
 - **Validation subset.** ``eval_users`` validates on a fixed seeded subset
@@ -59,7 +60,8 @@ __all__ = ["BEST", "LAST", "STATE_FILE", "SFT_FILE", "RESULT_FILE", "EpochRecord
 
 SFT_FILE = "sft.json"
 RESULT_FILE = "sft_result.json"
-_RESUME_FREE = ("resume", "threads")  # may change between a run and its resume
+# May change between a run and its resume (patience: a run it stopped early goes on).
+_RESUME_FREE = ("resume", "threads", "patience")
 
 
 @dataclass(frozen=True)
