@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from records import record_and_print
 from deepinterest.eval.generative import evaluate_generative
-from deepinterest.train.checkpoints import load_catalog, load_checkpoint
+from deepinterest.train.checkpoints import open_trained
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,10 +46,9 @@ def main() -> None:
     beams = [int(b) for b in args.beams.split(",")]
     if min(beams) < 10:
         raise SystemExit("every beam must be at least 10 (the lists are ranked to 10)")
-    dataset = load_dataset(args.dataset_dir)
-    catalog = load_catalog(dataset, args.sids_dir)
+    trained = open_trained(args.dataset_dir, args.sids_dir, args.checkpoint)
+    dataset, catalog, model = trained.dataset, trained.catalog, trained.backbone.eval()
     examples = leave_one_out(dataset, max_history=args.max_history).valid
-    model = load_checkpoint(args.checkpoint, catalog).eval()
     figures: dict[str, float] = {}
     for beam in beams:
         begun = time.perf_counter()

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 
 from deepinterest.config import EvalConfig
-from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from records import record_and_print
 from deepinterest.eval.generative import target_ranks
-from deepinterest.train.checkpoints import load_catalog, load_checkpoint
+from deepinterest.train.checkpoints import open_trained
 
 EDGES = (0, 3, 10, 30, 100)  # bucket lower bounds: training-target counts
 
@@ -65,10 +64,9 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    dataset = load_dataset(args.dataset_dir)
-    catalog = load_catalog(dataset, args.sids_dir)
+    trained = open_trained(args.dataset_dir, args.sids_dir, args.checkpoint)
+    dataset, catalog, model = trained.dataset, trained.catalog, trained.backbone.eval()
     splits = leave_one_out(dataset, max_history=args.max_history)
-    model = load_checkpoint(args.checkpoint, catalog).eval()
     counts = Counter(e.target for e in splits.train)
     beam = EvalConfig().beam
     figures: dict[str, float] = {}

@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 
 from deepinterest.config import load_config
-from deepinterest.data.model import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.layout import RunLayout
 from records import learning_curve, record_and_print
 from deepinterest.eval.generative import evaluate_generative
-from deepinterest.train.checkpoints import check_provenance, load_catalog, load_checkpoint
+from deepinterest.train.checkpoints import open_trained
 
 
 def main() -> None:
@@ -44,12 +43,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg, run = load_config(args.config), RunLayout(args.run)
     start = time.perf_counter()
-    check_provenance(run.checkpoint, run.dataset, run.sids, finished=False)
+    trained = open_trained(run.dataset, run.sids, run.checkpoint, finished=False)
     progress = torch.load(run.sft / "last" / "trainer.pt", map_location="cpu",
                           weights_only=False)["progress"]
-    dataset = load_dataset(run.dataset)
-    catalog = load_catalog(dataset, run.sids)
-    model = load_checkpoint(run.checkpoint, catalog)
+    dataset, catalog, model = trained.dataset, trained.catalog, trained.backbone
     splits = leave_one_out(dataset, max_history=cfg.split.max_history)
     figures: dict[str, float | int] = {}
     for name, part in (("valid", splits.valid), ("test", splits.test)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data.model import Dataset, load_dataset
+from .data.model import Dataset
 from .data.splits import DEFAULT_MAX_HISTORY
 from .errors import DeepInterestError
 from .eval.metrics import DEFAULT_BEAM
@@ -88,7 +88,7 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
                      beam: int | None = None) -> Recommender:
     """Load a finished run's checkpoint (default: what ``evaluate_run`` scores) with its
     dataset and SIDs, after checking the checkpoint was trained on them."""
-    from .train.checkpoints import check_provenance, load_catalog, load_checkpoint
+    from .train.checkpoints import open_trained
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)
@@ -99,10 +99,8 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
             explicit is None else "di.train_sft"
         raise DeepInterestError(f"no checkpoint at {checkpoint}; train the run first "
                                 f"(di.run or {stage})")
-    check_provenance(checkpoint, run_.dataset, run_.sids)
-    dataset = load_dataset(run_.dataset)
-    catalog = load_catalog(dataset, run_.sids)
-    return Recommender(dataset, catalog, load_checkpoint(checkpoint, catalog),
+    trained = open_trained(run_.dataset, run_.sids, checkpoint)
+    return Recommender(trained.dataset, trained.catalog, trained.backbone,
                        beam=beam or cfg.eval.beam, max_history=cfg.split.max_history)
 
 

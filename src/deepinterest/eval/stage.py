@@ -14,10 +14,9 @@ from pathlib import Path
 
 from ..artifacts import Stage, StageResult, fingerprint_paths, run_stage
 from ..config import EvalConfig, SplitConfig
-from ..data.model import load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
-from ..train.checkpoints import check_provenance, load_catalog, load_checkpoint, run_fingerprints
+from ..train.checkpoints import check_provenance, open_trained, run_fingerprints
 from .generative import evaluate_generative
 from .metrics import write_metrics
 
@@ -36,10 +35,9 @@ def eval_stage(eval_cfg: EvalConfig, split_cfg: SplitConfig, dataset_dir: str | 
     inputs = {**run, "checkpoint": fingerprint_paths([checkpoint])}
 
     def build(folder: Path) -> dict:
-        dataset = load_dataset(dataset_dir)
-        catalog = load_catalog(dataset, sids_dir)
-        backbone = load_checkpoint(checkpoint, catalog)
-        splits = leave_one_out(dataset, max_history=split_cfg.max_history)
+        trained = open_trained(dataset_dir, sids_dir, checkpoint, fingerprints=run)
+        backbone, catalog = trained.backbone, trained.catalog
+        splits = leave_one_out(trained.dataset, max_history=split_cfg.max_history)
         metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam,
                                              topk=max(eval_cfg.ks), ks=eval_cfg.ks,
                                              max_history=split_cfg.max_history)

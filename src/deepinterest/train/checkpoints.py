@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..artifacts import MANIFEST, STAGE_MARKER, artifact_fingerprint
 from ..backbones.base import BACKBONE_FILE, SIDCatalog
-from ..data.model import Dataset
+from ..data.model import Dataset, load_dataset
 from ..errors import DeepInterestError
 from ..registry import get
 from .loop import BEST, STATE_FILE
@@ -110,4 +112,28 @@ def check_provenance(checkpoint: Path, dataset_dir: Path, sids_dir: Path,
                 "train again on this one")
 
 
-__all__ = ["check_provenance", "load_catalog", "load_checkpoint", "run_fingerprints"]
+@dataclass(frozen=True)
+class TrainedRun:
+    """A checkpoint with the dataset and catalogue it was trained on."""
+
+    dataset: Dataset
+    catalog: SIDCatalog
+    backbone: Any
+
+
+def open_trained(dataset_dir: str | Path, sids_dir: str | Path, checkpoint: str | Path, *,
+                 fingerprints: dict[str, str] | None = None,
+                 finished: bool = True) -> TrainedRun:
+    """The one way to open a trained run: :func:`check_provenance` (``finished`` as
+    there), then the dataset, its catalogue and the checkpoint's backbone."""
+    dataset_dir, sids_dir, checkpoint = Path(dataset_dir), Path(sids_dir), Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
+    check_provenance(checkpoint, dataset_dir, sids_dir, fingerprints, finished=finished)
+    dataset = load_dataset(dataset_dir)
+    catalog = load_catalog(dataset, sids_dir)
+    return TrainedRun(dataset, catalog, load_checkpoint(checkpoint, catalog))
+
+
+__all__ = ["TrainedRun", "check_provenance", "load_catalog", "load_checkpoint", "open_trained",
+           "run_fingerprints"]
