@@ -39,6 +39,7 @@ import json
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,21 @@ def train_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult(SFT_STAGE, out, True, 0.0, {})
-    check_output(out, SFT_STAGE, force=force)
-    info = dd.init_distributed()  # train_sft joins this group rather than making its own
+    return _locked(SFT_STAGE, out, force, lambda info: _train(
+        train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, out, config, inputs, info,
+        progress))
+
+
+def _locked(stage: str, out: Path, force: bool,
+            work: Callable[[dd.DistInfo], StageResult]) -> StageResult:
+    """Claim ``out``, then run ``work`` in the process group with rank 0 holding the lock."""
+    check_output(out, stage, force=force)
+    info = dd.init_distributed()  # the trainer joins this group rather than making its own
     # Rank 0 alone locks and writes the folder; the other ranks follow it at barriers.
-    lock = claim_output(out, SFT_STAGE, force=force) if info.main else contextlib.nullcontext()
+    lock = claim_output(out, stage, force=force) if info.main else contextlib.nullcontext()
     try:
         with lock:
-            result = _train(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, out,
-                            config, inputs, info, progress)
+            result = work(info)
     except BaseException:
         dd.cleanup(info, drain=False)  # the other ranks may never reach a barrier
         raise
@@ -218,18 +226,9 @@ def rl_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str | 
         inputs["interests"] = artifact_fingerprint(interests_dir)
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult(RL_STAGE, out, True, 0.0, {})
-    check_output(out, RL_STAGE, force=force)
-    info = dd.init_distributed()
-    lock = claim_output(out, RL_STAGE, force=force) if info.main else contextlib.nullcontext()
-    try:
-        with lock:
-            result = _train_rl(train_cfg, split_cfg, evaluation, dataset_dir, sids_dir,
-                               checkpoint, interests_dir, out, config, inputs, info, progress)
-    except BaseException:
-        dd.cleanup(info, drain=False)  # the other ranks may never reach a barrier
-        raise
-    dd.cleanup(info)
-    return result
+    return _locked(RL_STAGE, out, force, lambda info: _train_rl(
+        train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, checkpoint, interests_dir, out,
+        config, inputs, info, progress))
 
 
 def _sft_checkpoint(sft_dir: Path) -> Path:
