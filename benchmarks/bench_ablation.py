@@ -18,9 +18,10 @@ and tested once:
 Records made before the paper's reward got a row of its own name row 5
 ``ablation-4-interest-composite`` (same command with ``--rows 4`` then).
 
-Rows 3 to 5 start from row 2's SFT checkpoint (``rl_stage`` into their own
-folders) with the config's ``[train.rl]`` settings, and record the mean share
-of zero-variance groups over their training steps. They run with
+Rows 3 to 5 start from row 2's SFT checkpoint (or row 1's with ``--rl-from
+plain``; ``rl_stage`` into their own folders) with the config's ``[train.rl]``
+settings, and record the mean share of zero-variance groups over their
+training steps. They run with
 ``keep_start = false``: the best of GRPO's own epochs, even when the SFT start
 validates higher. Every row names the miner that produced the interests. A
 rerun resumes: stages that are up to date are skipped.
@@ -88,6 +89,10 @@ def parse_args() -> argparse.Namespace:
                    help="interest-enhanced rows use interest-first SIDs (tokenize.interest_mode "
                    "= first: the first code quantizes the interests alone; record and folder "
                    "names get -first)")
+    p.add_argument("--rl-from", choices=["interests", "plain"], default="interests",
+                   help="rows 3 to 5 start from row 2's SFT (interest SIDs) or from row 1's "
+                   "(plain SIDs, e.g. with the collaborative slot; record and folder names get "
+                   "-fromplain)")
     p.add_argument("--patience", type=int, default=None,
                    help="train.sft.patience for the SFT rows (0: never stop early, every "
                    "epoch of the schedule runs); folder and record names get -patienceN")
@@ -212,17 +217,22 @@ def main() -> None:
     suffix = slot_suffix(base) + ("" if args.patience is None else f"-patience{args.patience}")
     args.tag = "-".join(filter(None, [suffix[1:], args.tag]))
     rows = {int(r) for r in args.rows.split(",")}
-    if 1 in rows:
-        plain = base.model_copy(deep=True)
-        plain.workdir = args.workdir / ("plain" + suffix)
-        sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT")
+    plain = base.model_copy(deep=True)
+    plain.workdir = args.workdir / ("plain" + suffix)
     enhanced = base.model_copy(deep=True)
     enhanced.workdir = args.workdir / ("interests" + suffix)
     enhanced.tokenize.interests = "mine"
-    layout = RunLayout(enhanced.workdir)
-    if rows & {2, 3, 4, 5}:  # rows 3 to 5 start from row 2's SFT (skipped when up to date)
-        layout = sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT",
-                         keep=2 in rows)
+    from_plain = args.rl_from == "plain"
+    rl_rows = rows & {3, 4, 5}
+    # Rows 3 to 5 start from row 1's or row 2's SFT, run here when missing (skipped when up
+    # to date) and recorded only when asked for.
+    if 1 in rows or (rl_rows and from_plain):
+        sft_row(args, plain, 1, "plain-sft", "plain SIDs, SFT", keep=1 in rows)
+    if 2 in rows or (rl_rows and not from_plain):
+        sft_row(args, enhanced, 2, "interest-sids-sft", "interest-enhanced SIDs, SFT",
+                keep=2 in rows)
+    start = plain if from_plain else enhanced
+    layout = RunLayout(start.workdir)
     for number, (slug, label, rewards) in ROWS.items():
         if number not in rows:
             continue
@@ -231,7 +241,9 @@ def main() -> None:
                 f"{label}, interest gated on {args.interest_gate} leading codes"
             rewards = [spec if spec.name != "interest" else spec.model_copy(
                 update={"options": {"gate_prefix": args.interest_gate}}) for spec in rewards]
-        cfg = enhanced.model_copy(deep=True)
+        if from_plain:
+            slug = f"{slug}-fromplain"
+        cfg = start.model_copy(deep=True)
         cfg.train.rl.rewards = rewards
         cfg.train.rl.keep_start = False  # the row measures what GRPO's own epochs reach
         if args.rl_epochs is not None:
@@ -242,7 +254,8 @@ def main() -> None:
         started = time.perf_counter()
         rl_stage(cfg.train, cfg.split, layout.dataset, layout.sids, layout.sft, out,
                  interests_dir=layout.interests, evaluation=cfg.eval)
-        record(args, cfg, number, slug, f"interest-enhanced SIDs + {label}", out,
+        sids = "plain SIDs" if from_plain else "interest-enhanced SIDs"
+        record(args, cfg, number, slug, f"{sids} + {label}", out,
                "rl_result.json", time.perf_counter() - started,
                f"rl_stage from {layout.sft}/best into {out}; rl {cfg.train.rl}")
 
