@@ -22,7 +22,8 @@ from deepinterest import registry
 from deepinterest.errors import ConfigError, DeepInterestError, MissingDependencyError
 from deepinterest.miners import MineRequest
 from deepinterest.miners.cost import price_for
-from deepinterest.miners.engine import TokenBucket, retry_after
+from deepinterest.miners.engine import retry_after
+from deepinterest.miners.limits import TokenBucket
 
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
