@@ -21,9 +21,8 @@ Records made before the paper's reward got a row of its own name row 5
 Rows 3 to 5 start from row 2's SFT checkpoint (or row 1's with ``--rl-from
 plain``; ``rl_stage`` into their own folders) with the config's ``[train.rl]``
 settings, and record the mean share of zero-variance groups over their
-training steps. They run with
-``keep_start = false``: the best of GRPO's own epochs, even when the SFT start
-validates higher. Every row names the miner that produced the interests. A
+training steps. They run with ``keep_start = false``: the best of GRPO's own
+epochs, even when the SFT start validates higher. Every row names the miner that produced the interests. A
 rerun resumes: stages that are up to date are skipped.
 """
 
