@@ -8,7 +8,10 @@ beam widths, every validation user, with the time each search took.
 Beam search keeps the ``beam`` most probable SID prefixes at each step, so a
 wider beam finds item sequences the model scores higher that a narrow one cut
 early; whether those rank the held-out item higher is an empirical question.
-Only the validation split is read (a beam width is a setting to choose there).
+Only the validation split is read (a beam width is a setting to choose there),
+unless ``--split test`` asks for the test metrics of a checkpoint that validation
+has already chosen (e.g. the last epoch of a run whose own selection read a
+validation subset).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sids-dir", type=Path, required=True)
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--beams", default="10,20,40", help="comma-separated beam widths (>= 10)")
+    parser.add_argument("--split", choices=["valid", "test"], default="valid",
+                        help="the users ranked (test: only for a checkpoint validation chose)")
     parser.add_argument("--max-history", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--record", default=None)
@@ -48,7 +53,7 @@ def main() -> None:
         raise SystemExit("every beam must be at least 10 (the lists are ranked to 10)")
     trained = open_trained(args.dataset_dir, args.sids_dir, args.checkpoint)
     dataset, catalog, model = trained.dataset, trained.catalog, trained.backbone.eval()
-    examples = leave_one_out(dataset, max_history=args.max_history).valid
+    examples = getattr(leave_one_out(dataset, max_history=args.max_history), args.split)
     figures: dict[str, float] = {}
     for beam in beams:
         begun = time.perf_counter()
@@ -56,14 +61,15 @@ def main() -> None:
                                       max_history=args.max_history)
         seconds = time.perf_counter() - begun
         for name, value in metrics.values.items():
-            figures[f"beam {beam} valid {name}"] = round(float(value), 4)
+            figures[f"beam {beam} {args.split} {name}"] = round(float(value), 4)
         figures[f"beam {beam} seconds"] = round(seconds, 1)
         print(f"beam {beam}: {metrics.values} in {seconds:.1f} s")
     record_and_print(name=args.record or f"{dataset.name}-beam-width", dataset=dataset.name,
-                     method=f"validation by beam width ({args.checkpoint})", figures=figures,
+                     method=f"{args.split} by beam width ({args.checkpoint})", figures=figures,
                      seconds=time.perf_counter() - started,
                      directory=args.results_dir,
-                     notes=f"all {len(examples):,} validation users, top 10, one search per width")
+                     notes=f"all {len(examples):,} {args.split} users, top 10, one search per "
+                     "width")
 
 
 if __name__ == "__main__":
