@@ -115,7 +115,7 @@ def create_with(kind: str, name: str, /, context: dict[str, Any], **options: Any
     factory = get(kind, name)
     extra = {key: value for key, value in context.items()
              if value is not None and key not in options and parameter(factory, key) is not None}
-    return create(kind, name, **options, **extra)
+    return _build(factory, {**options, **extra}, what=f"{kind[:-1]} {name!r}")
 
 
 def create(kind: str, name: str, /, **options: Any) -> Any:
@@ -124,6 +124,9 @@ def create(kind: str, name: str, /, **options: Any) -> Any:
     ``kind`` and ``name`` are positional-only, so a component may itself take
     options called ``name`` or ``kind`` (an encoder's model name, for one).
     """
-    factory = get(kind, name)
-    check_options(factory, options, what=f"{kind[:-1]} {name!r}")
+    return _build(get(kind, name), options, what=f"{kind[:-1]} {name!r}")
+
+
+def _build(factory: Callable[..., Any], options: dict[str, Any], *, what: str) -> Any:
+    check_options(factory, options, what=what)
     return factory(**options)

@@ -29,6 +29,8 @@ def eval_stage(eval_cfg: EvalConfig, split_cfg: SplitConfig, dataset_dir: str | 
     if not checkpoint.is_dir():
         raise DeepInterestError(f"{checkpoint}: checkpoint folder not found")
     run = run_fingerprints(dataset_dir, sids_dir)
+    # Checked before the up-to-date test too: whether the checkpoint's training finished
+    # (its folder's manifest) is not among the stage's inputs.
     check_provenance(checkpoint, dataset_dir, sids_dir, run)
     config = {"eval": eval_cfg.model_dump(), "split": split_cfg.model_dump()}
     # The checkpoint's own files: best/ and last/ of one run are different inputs.

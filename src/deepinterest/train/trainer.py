@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +138,9 @@ class Run:
     provenance: dict[str, str] | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    @property
+    @cached_property
     def valid(self) -> list[Example]:
+        """The validation examples each epoch ranks (the seeded subset, drawn once)."""
         return valid_subset(self.splits.valid, self.cfg)
 
     def evaluate(self, examples: list[Example]) -> Metrics:
