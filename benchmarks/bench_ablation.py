@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from deepinterest.api import prepare_data
-from deepinterest.config import MinerSpec, RewardSpec, RunConfig, TokenizeConfig, load_config
+from deepinterest.config import CollaborativeSpec, MinerSpec, RewardSpec, RunConfig, TokenizeConfig, load_config
 from deepinterest.data import load_dataset
 from deepinterest.layout import RunLayout
 from deepinterest.miners.scripted import planted_replies
@@ -88,6 +88,10 @@ def parse_args() -> argparse.Namespace:
                    help="interest-enhanced rows use interest-first SIDs (tokenize.interest_mode "
                    "= first: the first code quantizes the interests alone; record and folder "
                    "names get -first)")
+    p.add_argument("--neighbours", type=float, default=None,
+                   help="mine.collaborative.weight: every item's descriptors completed from "
+                   "those of its co-purchases in the training split (miners/collaborative.py; "
+                   "record and folder names get -neighboursW)")
     p.add_argument("--rl-from", choices=["interests", "plain"], default="interests",
                    help="rows 3 to 5 start from row 2's SFT (interest SIDs) or from row 1's "
                    "(plain SIDs, e.g. with the collaborative slot; record and folder names get "
@@ -109,6 +113,7 @@ def _variant(cfg: RunConfig) -> dict:
     return {"collab": t.collab_weight, "every": t.interest_labels == "all",
             "fusion": t.interest_weight if t.interest_mode == "fusion" else None,
             "first": t.interest_mode == "first",
+            "neighbours": cfg.mine.collaborative.weight if cfg.mine.collaborative else None,
             "oracle": any(m.label == "oracle" for m in cfg.mine.miners)}
 
 
@@ -120,6 +125,8 @@ def collab_label(cfg: RunConfig) -> str:
              "every descriptor (labels ignored)" if v["every"] else "",
              f"fusion w={v['fusion']:g}" if v["fusion"] is not None else "",
              "interest-first SIDs" if v["first"] else "",
+             f"collaborative interests w={v['neighbours']:g}"
+             if v["neighbours"] is not None else "",
              "ORACLE interests: the planted phrases, a ceiling, not a method"
              if v["oracle"] else ""]
     return "".join(f", {p}" for p in parts if p)
@@ -138,7 +145,8 @@ def slot_suffix(cfg: RunConfig) -> str:
     return (f"-collab{v['collab']:g}" if v["collab"] else "") \
         + ("-oracle" if v["oracle"] else "") + ("-alllabels" if v["every"] else "") \
         + (f"-fusion{v['fusion']:g}" if v["fusion"] is not None else "") \
-        + ("-first" if v["first"] else "")
+        + ("-first" if v["first"] else "") \
+        + (f"-neighbours{v['neighbours']:g}" if v["neighbours"] is not None else "")
 
 
 def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:
@@ -211,6 +219,8 @@ def main() -> None:
         base.tokenize.interest_mode = "first"
     if args.miner == "oracle":
         base.mine.miners = [oracle_miner(base, args.workdir / "answer-key")]
+    if args.neighbours is not None:
+        base.mine.collaborative = CollaborativeSpec(weight=args.neighbours)
     if args.patience is not None:
         base.train.sft.patience = args.patience or None
     suffix = slot_suffix(base) + ("" if args.patience is None else f"-patience{args.patience}")

@@ -399,6 +399,17 @@ class LabelerSpec(ComponentSpec):
         return registered("labelers", value, "labeler")
 
 
+class CollaborativeSpec(StrictModel):
+    """Item descriptors completed from co-purchased items' (``miners/collaborative.py``)."""
+
+    weight: float = Field(0.5, gt=0.0, lt=1.0, description="share of a descriptor's "
+                          "confidence taken from the neighbours' (1 - weight: the item's own)")
+    neighbours: int = Field(10, ge=1, description="co-purchased items lending descriptors")
+    window: int = Field(3, ge=1, description="co-purchases: items at most this far apart in "
+                        "a user's training sequence")
+    top_k: int = Field(8, ge=1, le=8, description="descriptors kept per item")
+
+
 class MineConfig(StrictModel):
     """Deep-interest mining (``di mine``): miners, their ensemble and reward labels."""
 
@@ -411,6 +422,9 @@ class MineConfig(StrictModel):
         "caption of each item's main image first; the caption joins the item's evidence")
     ensemble: EnsembleSpec = Field(default_factory=EnsembleSpec)
     labeler: LabelerSpec = Field(default_factory=LabelerSpec)
+    collaborative: CollaborativeSpec | None = Field(
+        None, description="complete each item's descriptors with those of the items bought "
+        "near it in the training split; None = each item's own only")
     users: Literal["aggregate", "miner", "none"] = Field(
         "aggregate", description="users' interests, from the items before each user's "
         "validation target: aggregated from those items' interests, or asked of a miner")

@@ -10,12 +10,8 @@ from deepinterest.artifacts import write_manifest
 from deepinterest.config import TokenizeConfig
 from deepinterest.data.model import Dataset, Item, User, load_dataset, save_dataset
 from deepinterest.errors import DeepInterestError
-from deepinterest.tokenizers.collab import (
-    collab_vectors,
-    cooccurrence,
-    fuse_collab,
-    training_sequences,
-)
+from deepinterest.data.cooccurrence import cooccurrence, training_sequences
+from deepinterest.tokenizers.collab import collab_vectors, fuse_collab
 from deepinterest.tokenizers.stage import ItemTokenizer, tokenize_items
 
 

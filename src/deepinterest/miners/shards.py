@@ -87,7 +87,7 @@ def merge_shards(shard_dirs: list[str | Path], dataset_dir: str | Path, out: str
         answers = {name: [_result(r["item"], r["answers"][name]) for r in ordered]
                    for name in (spec.name for spec in cfg.miners)}
         return write_artifact(folder, dataset, ordered, answers, cfg,
-                              users=cfg.users != "none")
+                              users=cfg.users != "none", complete=True)
 
     out = check_output(out, MINE_STAGE, force=force)
     return run_stage(Stage(MINE_STAGE, out, config, {"dataset": dataset_fp}, force), build)

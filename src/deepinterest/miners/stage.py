@@ -215,6 +215,8 @@ def mine_stage(cfg: MineConfig, dataset_dir: str | Path, out: str | Path, *, for
     out = check_output(out, MINE_STAGE, force=force)
     # The failure threshold decides whether an artifact is written, not what it holds.
     config = cfg.model_dump(mode="json", exclude={"cache", "max_failed_share"})
+    if cfg.collaborative is None:  # artifacts made before the option keep their fingerprint
+        del config["collaborative"]
     inputs = {"dataset": artifact_fingerprint(dataset_dir)}
 
     def build(folder: Path) -> dict[str, Any]:
@@ -231,7 +233,8 @@ def mine_stage(cfg: MineConfig, dataset_dir: str | Path, out: str | Path, *, for
             answers = {**answers, CAPTIONER: captioned}
         # A shard holds part of the catalogue: users wait for the merge.
         users = cfg.shard is None and cfg.users != "none"
-        return write_artifact(folder, dataset, rows, answers, cfg, users=users)
+        return write_artifact(folder, dataset, rows, answers, cfg, users=users,
+                              complete=cfg.shard is None)
 
     return run_stage(Stage(MINE_STAGE, out, config, inputs, force, retry=_has_failures), build)
 
@@ -273,10 +276,19 @@ def selected_items(dataset: Dataset, cfg: MineConfig) -> list[Item]:
 
 
 def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cfg: MineConfig, *,
-                   users: bool) -> dict[str, Any]:
-    """``items.jsonl``, ``users.jsonl`` and ``report.json``; the manifest's counts."""
+                   users: bool, complete: bool) -> dict[str, Any]:
+    """``items.jsonl``, ``users.jsonl`` and ``report.json``; the manifest's counts.
+
+    ``complete``: the rows are the whole run's, so ``mine.collaborative`` (if set)
+    completes them here (a shard's neighbours may be in another shard).
+    """
     from .report import build_report
 
+    extra = {}
+    if complete and cfg.collaborative is not None:
+        from .collaborative import complete_rows
+
+        rows, extra["collaborative"] = complete_rows(rows, dataset, cfg.collaborative)
     _write_jsonl(folder / ITEMS_FILE, rows)
     user_rows = _user_rows(dataset, rows, cfg) if users else []
     _write_jsonl(folder / USERS_FILE, user_rows)
@@ -287,4 +299,5 @@ def write_artifact(folder: Path, dataset: Dataset, rows: list[dict], answers, cf
     return {"items": len(rows), "users": with_interests,
             "users_without_interests": len(user_rows) - with_interests,
             "failed_items": sum(1 for r in rows if failed(r)),
-            "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4)}
+            "dollars": round(sum(m["dollars"] for m in report["miners"].values()), 4),
+            **extra}

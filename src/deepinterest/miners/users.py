@@ -15,12 +15,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..data.cooccurrence import history_before_validation
 from ..data.model import Dataset
-
-
-def history_before_validation(items: tuple[int, ...]) -> tuple[int, ...]:
-    """The items a user's interests may be computed from (all of a short sequence)."""
-    return items[:-2] if len(items) >= 3 else items
 
 
 def aggregate_user_interests(dataset: Dataset, item_rows: dict[str, dict[str, Any]], *,

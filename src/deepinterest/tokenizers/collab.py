@@ -37,40 +37,16 @@ items leaves the SIDs unchanged).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..data.cooccurrence import cooccurrence, training_sequences
 from ..data.model import Dataset
 from ..config import TokenizeConfig
 from ..errors import DeepInterestError
 
 COLLAB_FIELDS = ("collab_weight", "collab_dim", "collab_window")
-
-
-def training_sequences(dataset: Dataset) -> list[tuple[int, ...]]:
-    """Each user's items that no evaluation example targets (see ``data/splits.py``)."""
-    return [u.items[:-2] if len(u.items) >= 3 else u.items for u in dataset.users]
-
-
-def cooccurrence(sequences: Sequence[Sequence[int]], n_items: int, window: int):
-    """Symmetric co-occurrence counts (scipy CSR), pairs at distance d weighted 1 / d."""
-    from scipy.sparse import coo_matrix
-
-    rows, cols, vals = [], [], []
-    for seq in sequences:
-        for d in range(1, min(window, len(seq) - 1) + 1):
-            a, b = np.asarray(seq[:-d]), np.asarray(seq[d:])
-            keep = a != b
-            rows += [a[keep], b[keep]]
-            cols += [b[keep], a[keep]]
-            vals.append(np.full(2 * int(keep.sum()), 1.0 / d))
-    if not vals:
-        return coo_matrix((n_items, n_items)).tocsr()
-    data = np.concatenate(vals)
-    return coo_matrix((data, (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n_items, n_items)).tocsr()
 
 
 def ppmi(counts):
