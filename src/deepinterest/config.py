@@ -332,6 +332,11 @@ class TrainConfig(StrictModel):
     init_from_codebooks: bool = Field(
         False, description="start the code embeddings from the quantizer's codewords "
         "(backbones with init_code_embeddings, e.g. t5)")
+    interest_tokens: int = Field(
+        0, ge=0, le=16, description="the K interests most present in a history as K extra "
+        "encoder inputs (backbones with interest tokens, e.g. t5; needs the run's interests)")
+    interest_vocabulary: int = Field(256, ge=1, description="interest tokens: the descriptor "
+                                     "texts found on the most items, each its own token")
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
 

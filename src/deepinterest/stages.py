@@ -113,7 +113,8 @@ def train_sft(config: ConfigLike = None, *, force: bool = False,
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)
     return train_stage(cfg.train, cfg.split, run_.dataset, run_.sids, run_.sft,
-                       evaluation=cfg.eval, force=force, progress=progress)
+                       evaluation=cfg.eval, interests_dir=_run_interests(cfg, run_),
+                       force=force, progress=progress)
 
 
 def train_rl(config: ConfigLike = None, *, force: bool = False,
@@ -130,7 +131,7 @@ def train_rl(config: ConfigLike = None, *, force: bool = False,
 
 
 def _run_interests(cfg: RunConfig, run_: RunLayout) -> Path | None:
-    """The run's interests artifact for RL rewards: when ``[mine]`` has miners and the
+    """The run's interests artifact (RL rewards, interest tokens): when ``[mine]`` has miners and the
     folder is a finished artifact (a stale folder of a run that no longer mines is ignored)."""
     from .artifacts import MANIFEST
 

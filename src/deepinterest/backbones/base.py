@@ -65,6 +65,39 @@ def read_backbone_info(folder: Path, kind: str, catalog: SIDCatalog) -> dict[str
 
 
 @dataclass(frozen=True)
+class InterestTable:
+    """Each item's mined descriptors as ids into a shared vocabulary (interest tokens).
+
+    ``ids`` [items, width] (-1 pads) and ``weights`` [items, width] follow the
+    catalogue's item order; ``vocabulary`` names each id
+    (:func:`~deepinterest.schemas.interests.descriptor_table`).
+    """
+
+    vocabulary: tuple[str, ...]
+    ids: torch.Tensor
+    weights: torch.Tensor
+
+    FILE = "interest_table.safetensors"
+    VOCABULARY_FILE = "interest_vocabulary.json"
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"ids": self.ids.contiguous(), "weights": self.weights.contiguous()},
+                  str(folder / self.FILE))
+        (folder / self.VOCABULARY_FILE).write_text(json.dumps(list(self.vocabulary)) + "\n",
+                                                   encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> InterestTable:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(folder / cls.FILE))
+        vocabulary = json.loads((folder / cls.VOCABULARY_FILE).read_text(encoding="utf-8"))
+        return cls(tuple(vocabulary), tensors["ids"], tensors["weights"])
+
+
+@dataclass(frozen=True)
 class HistoryBatch:
     """Users' recent items as item indices, right-aligned (most recent last), PAD_ITEM = -1."""
 

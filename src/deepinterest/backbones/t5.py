@@ -30,6 +30,15 @@ Departures from TIGER (Rajput et al., 2023), each for CPU cost:
 - **User token off by default.** TIGER prepends a user-id token hashed into
   2,000 buckets; ``user_buckets > 0`` turns that on, as an extra encoder
   position with its own embedding table.
+- **Interest tokens** (``interest_tokens = K > 0``, from ``train.interest_tokens``):
+  the K descriptors most present in the history (each history item's
+  mined descriptors, summed with their weights; an :class:`~.base.InterestTable`)
+  join the encoder as K extra positions after the most recent item, each
+  with its own embedding. They are computed from the history itself, so a
+  training example never sees interests of items after its target, and at
+  validation they are exactly the user's interests of ``users.jsonl``. An
+  idea of the paper's prompt, which conditions generation on the user's
+  deep interests, in a form a T5 from scratch can read.
 - Histories are right-aligned with left padding; T5's relative position
   bias only sees distances between real items, so the amount of padding
   does not change the output (batches may be trimmed to their longest row).
@@ -53,6 +62,7 @@ from .base import (
     EOS,
     PAD,
     HistoryBatch,
+    InterestTable,
     SIDCatalog,
     read_backbone_info,
     write_backbone_info,
@@ -100,6 +110,9 @@ class T5Backbone(nn.Module):
         packed_dropout: bool = True,
         label_smoothing: float = 0.0,
         code_positions: bool = False,
+        interest_tokens: int = 0,
+        interest_vocabulary: int = 0,
+        interests: InterestTable | None = None,
     ) -> None:
         super().__init__()
         from transformers import T5Config, T5ForConditionalGeneration
@@ -110,6 +123,9 @@ class T5Backbone(nn.Module):
                             dropout=dropout, user_buckets=user_buckets,
                             id_embedding=id_embedding, packed_dropout=packed_dropout,
                             label_smoothing=label_smoothing, code_positions=code_positions)
+        if interest_tokens:  # checkpoints without them keep the options they always had
+            self.options |= dict(interest_tokens=interest_tokens,
+                                 interest_vocabulary=interest_vocabulary)
         if code_positions and id_embedding:
             raise DeepInterestError("id_embedding adds a row per item position; with "
                                     "code_positions there is none, so use one or the other")
@@ -129,6 +145,30 @@ class T5Backbone(nn.Module):
             nn.init.zeros_(self.item_embed.weight)
         # Registered buffers so .to(device) moves the lookup tables with the model.
         self.register_buffer("item_codes", catalog.sids + catalog.offsets, persistent=False)
+        self.interests = self._interest_table(interests, interest_tokens, interest_vocabulary)
+        self.interest_embed = (nn.Embedding(interest_vocabulary, d_model)
+                               if self.interests is not None else None)
+
+    def _interest_table(self, table: InterestTable | None, tokens: int,
+                        vocabulary: int) -> InterestTable | None:
+        if tokens == 0:
+            return None
+        if table is None:
+            raise DeepInterestError("interest_tokens > 0 needs the items' interests (an "
+                                    "InterestTable; `di train` builds it from the run's "
+                                    "interests artifact)")
+        items = len(self.catalog.sids)
+        if table.ids.shape[0] != items or len(table.vocabulary) != vocabulary:
+            raise DeepInterestError(
+                f"the interest table has {table.ids.shape[0]} items and "
+                f"{len(table.vocabulary)} descriptors; the catalogue has {items} items and "
+                f"interest_vocabulary is {vocabulary}")
+        if vocabulary < 1:
+            raise DeepInterestError("interest tokens need a vocabulary of at least one "
+                                    "descriptor: the interests artifact has none")
+        self.register_buffer("interest_ids", table.ids.long(), persistent=False)
+        self.register_buffer("interest_weights", table.weights.float(), persistent=False)
+        return table
 
     # -- encoder input -------------------------------------------------------
 
@@ -196,11 +236,33 @@ class T5Backbone(nn.Module):
             embeds, mask = self.code_embeddings(batch.items)
         else:
             embeds, mask = self.item_embeddings(batch.items), (batch.items >= 0).long()
+        if self.interest_embed is not None:
+            tokens, present = self.history_interests(batch.items)
+            embeds = torch.cat([embeds, self.interest_embed(tokens)
+                                * present.unsqueeze(-1).to(embeds.dtype)], dim=1)
+            mask = torch.cat([mask, present.long()], dim=1)
         if self.user_embed is not None:
             bucket = (batch.users.long() * _HASH_MULT) % self.user_embed.num_embeddings
             embeds = torch.cat([self.user_embed(bucket).unsqueeze(1), embeds], dim=1)
             mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         return embeds, mask
+
+    def history_interests(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``interest_tokens`` descriptor ids [B, K] with the most weight over each
+        history's items, and whether each has any weight (an empty slot is masked).
+
+        Appended after the most recent item, so left padding (and trimming it) never
+        changes a relative distance the encoder sees.
+        """
+        known = items.clamp(min=0)
+        ids = self.interest_ids[known]  # [B, L, width]
+        weights = self.interest_weights[known] * ((items >= 0).unsqueeze(-1) & (ids >= 0))
+        totals = torch.zeros(items.shape[0], self.interest_embed.num_embeddings,
+                             device=items.device, dtype=weights.dtype)
+        totals.scatter_add_(1, ids.clamp(min=0).flatten(1), weights.flatten(1))
+        k = min(self.options["interest_tokens"], totals.shape[1])
+        top, tokens = totals.topk(k, dim=1)
+        return tokens, top > 0
 
     def encode(self, batch: HistoryBatch) -> T5State:
         embeds, mask = self.encoder_inputs(batch)
@@ -292,6 +354,8 @@ class T5Backbone(nn.Module):
         for name, table in self._extra_tables().items():
             save_file({"weight": table.weight.detach().contiguous()},
                       str(folder / f"{name}.safetensors"))
+        if self.interests is not None:
+            self.interests.save(folder)
         write_backbone_info(folder, KIND, self.options, self.catalog)
 
     @classmethod
@@ -301,7 +365,9 @@ class T5Backbone(nn.Module):
 
         folder = Path(folder)
         info = read_backbone_info(folder, KIND, catalog)
-        backbone = cls(catalog=catalog, **info["options"])
+        interests = (InterestTable.load(folder)
+                     if info["options"].get("interest_tokens") else None)
+        backbone = cls(catalog=catalog, interests=interests, **info["options"])
         with _quiet_transformers():
             backbone.model = streamline(T5ForConditionalGeneration.from_pretrained(folder),
                                         info["options"].get("packed_dropout", True))
@@ -313,7 +379,8 @@ class T5Backbone(nn.Module):
 
     def _extra_tables(self) -> dict[str, nn.Embedding]:
         """Embedding tables outside the T5, saved beside it (one safetensors file each)."""
-        tables = {"user_embed": self.user_embed, "item_embed": self.item_embed}
+        tables = {"user_embed": self.user_embed, "item_embed": self.item_embed,
+                  "interest_embed": self.interest_embed}
         return {name: table for name, table in tables.items() if table is not None}
 
 

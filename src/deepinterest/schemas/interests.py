@@ -52,3 +52,35 @@ def read_rows(path: str | Path, key: str,
 def read_items(folder: str | Path) -> list[dict[str, Any]]:
     """The artifact's ``items.jsonl`` rows, in item order."""
     return read_rows(Path(folder) / ITEMS_FILE, "item")
+
+
+def descriptor_table(rows: list[dict[str, Any]], item_ids: list[str], size: int,
+                     width: int = 8) -> tuple[list[str], list[list[int]], list[list[float]]]:
+    """Items' descriptors as ids into a shared vocabulary, for interest tokens.
+
+    The vocabulary is the ``size`` descriptor texts (lower-cased, spaces
+    collapsed) found on the most items, ties alphabetical. Each of
+    ``item_ids`` gets its first ``width`` in-vocabulary descriptors as ids
+    (-1 pads) with weights ``confidence * probability`` (probability 1 when
+    the labeler gave none), as users' interests are aggregated. Items
+    missing from ``rows`` get no ids.
+    """
+    def key(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    by_item = {r["item"]: r.get("descriptors") or [] for r in rows}
+    counts: dict[str, int] = {}
+    for descriptors in by_item.values():
+        for text in {key(d["text"]) for d in descriptors}:
+            counts[text] = counts.get(text, 0) + 1
+    vocabulary = sorted(counts, key=lambda t: (-counts[t], t))[:size]
+    index = {text: n for n, text in enumerate(vocabulary)}
+    ids, weights = [], []
+    for item in item_ids:
+        kept = [(index[key(d["text"])], float(d.get("confidence", 1.0))
+                 * (1.0 if d.get("probability") is None else float(d["probability"])))
+                for d in by_item.get(item, []) if key(d["text"]) in index][:width]
+        pad = width - len(kept)
+        ids.append([i for i, _ in kept] + [-1] * pad)
+        weights.append([w for _, w in kept] + [0.0] * pad)
+    return vocabulary, ids, weights

@@ -64,13 +64,14 @@ from ..data.model import load_dataset
 from ..data.splits import leave_one_out
 from ..errors import DeepInterestError
 from ..eval.metrics import write_metrics
-from ..registry import create
+from ..registry import create_with, get, parameter
 from ..schemas.sids import load_quantizer
 from . import distributed as dd
 from .checkpoints import check_provenance, load_catalog, load_checkpoint, run_fingerprints
 from .sft import BEST
 
 SFT_STAGE = "train-sft"
+INTEREST_TOKEN_FIELDS = ("interest_tokens", "interest_vocabulary")
 RL_STAGE = "train-rl"
 
 
@@ -109,13 +110,15 @@ def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
 
 def train_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str | Path,
                 sids_dir: str | Path, out: str | Path, *, evaluation: EvalConfig | None = None,
-                progress: bool = True, force: bool = False) -> StageResult:
+                interests_dir: str | Path | None = None, progress: bool = True,
+                force: bool = False) -> StageResult:
     """Supervised fine-tuning of the configured backbone (``di train --stage sft``).
 
     Checkpoints are chosen on validation ranked with ``evaluation`` (an
     :class:`~deepinterest.config.EvalConfig`; its defaults when None), as
-    ``di eval`` ranks. ``force`` lets ``out`` replace a folder that is not a
-    training folder.
+    ``di eval`` ranks. ``interests_dir`` (the run's interests artifact) feeds
+    ``train.interest_tokens``, which needs it. ``force`` lets ``out`` replace a
+    folder that is not a training folder.
     """
     dataset_dir, sids_dir, out = Path(dataset_dir), Path(sids_dir), Path(out)
     evaluation = evaluation or EvalConfig()
@@ -123,11 +126,44 @@ def train_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str
     config = {"train": train_cfg.model_dump(mode="json", exclude={"rl"}),
               "split": split_cfg.model_dump(), "eval": evaluation.model_dump()}
     inputs = {"dataset": artifact_fingerprint(dataset_dir), "sids": artifact_fingerprint(sids_dir)}
+    if train_cfg.interest_tokens:
+        if interests_dir is None:
+            raise DeepInterestError("train.interest_tokens needs the run's interests: mine "
+                                    "them first (`di mine`, or [[mine.miners]] in `di run`)")
+        inputs["interests"] = artifact_fingerprint(interests_dir)
+    else:  # runs without interest tokens keep the fingerprint they had before the option
+        for name in INTEREST_TOKEN_FIELDS:
+            del config["train"][name]
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult(SFT_STAGE, out, True, 0.0, {})
     return _locked(SFT_STAGE, out, force, lambda info: _train(
-        train_cfg, split_cfg, evaluation, dataset_dir, sids_dir, out, config, inputs, info,
+        train_cfg, split_cfg, evaluation, dataset_dir, sids_dir,
+        None if interests_dir is None else Path(interests_dir), out, config, inputs, info,
         progress))
+
+
+def build_backbone(train_cfg: TrainConfig, catalog: Any, dataset: Any,
+                   interests_dir: Path | None) -> Any:
+    """The configured backbone, with the items' interest table when it asks for tokens."""
+    options = dict(train_cfg.options)
+    table = None
+    if train_cfg.interest_tokens:
+        from ..backbones.base import InterestTable
+        from ..schemas.interests import descriptor_table, read_items
+
+        factory = get("backbones", train_cfg.backbone)
+        if parameter(factory, "interests") is None:
+            raise DeepInterestError(f"train.interest_tokens: the {train_cfg.backbone!r} "
+                                    "backbone takes no interest tokens; set it to 0")
+        vocabulary, ids, weights = descriptor_table(
+            read_items(interests_dir), [item.id for item in dataset.items],
+            train_cfg.interest_vocabulary)
+        table = InterestTable(tuple(vocabulary), torch.tensor(ids, dtype=torch.long),
+                              torch.tensor(weights, dtype=torch.float32))
+        options |= {"interest_tokens": train_cfg.interest_tokens,
+                    "interest_vocabulary": len(vocabulary)}
+    return create_with("backbones", train_cfg.backbone,
+                       {"catalog": catalog, "interests": table}, **options)
 
 
 def _locked(stage: str, out: Path, force: bool,
@@ -176,17 +212,17 @@ def _close_run(stage: str, out: Path, result, model: str, counts: dict, config: 
 
 
 def _train(train_cfg: TrainConfig, split_cfg: SplitConfig, evaluation: EvalConfig,
-           dataset_dir: Path, sids_dir: Path, out: Path, config: dict, inputs: dict, info,
-           progress: bool) -> StageResult:
+           dataset_dir: Path, sids_dir: Path, interests_dir: Path | None, out: Path,
+           config: dict, inputs: dict, info, progress: bool) -> StageResult:
     from .sft import train_sft
 
     start = time.perf_counter()
     opened = _open_run(SFT_STAGE, split_cfg, dataset_dir, sids_dir, out, config, inputs, info)
     if opened is None:
         return StageResult(SFT_STAGE, out, True, 0.0, {})
-    _, catalog, splits = opened
+    dataset, catalog, splits = opened
     torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
-    backbone = create("backbones", train_cfg.backbone, catalog=catalog, **train_cfg.options)
+    backbone = build_backbone(train_cfg, catalog, dataset, interests_dir)
     if train_cfg.init_from_codebooks:
         init_from_codebooks(backbone, sids_dir)
     # The folder is ours and locked: a last/ from another config (a crash, an older
