@@ -34,7 +34,14 @@ import time
 from pathlib import Path
 
 from deepinterest.api import prepare_data
-from deepinterest.config import CollaborativeSpec, MinerSpec, RewardSpec, RunConfig, TokenizeConfig, load_config
+from deepinterest.config import (
+    CollaborativeSpec,
+    MinerSpec,
+    RewardSpec,
+    RunConfig,
+    TokenizeConfig,
+    load_config,
+)
 from deepinterest.data import load_dataset
 from deepinterest.layout import RunLayout
 from deepinterest.miners.scripted import planted_replies
@@ -92,6 +99,9 @@ def parse_args() -> argparse.Namespace:
                    help="mine.collaborative.weight: every item's descriptors completed from "
                    "those of its co-purchases in the training split (miners/collaborative.py; "
                    "record and folder names get -neighboursW)")
+    p.add_argument("--interest-tokens", type=int, default=0,
+                   help="train.interest_tokens: the K interests most present in a history as "
+                   "extra T5 encoder inputs (record and folder names get -itokK)")
     p.add_argument("--rl-from", choices=["interests", "plain"], default="interests",
                    help="rows 3 to 5 start from row 2's SFT (interest SIDs) or from row 1's "
                    "(plain SIDs, e.g. with the collaborative slot; record and folder names get "
@@ -114,6 +124,7 @@ def _variant(cfg: RunConfig) -> dict:
             "fusion": t.interest_weight if t.interest_mode == "fusion" else None,
             "first": t.interest_mode == "first",
             "neighbours": cfg.mine.collaborative.weight if cfg.mine.collaborative else None,
+            "tokens": cfg.train.interest_tokens,
             "oracle": any(m.label == "oracle" for m in cfg.mine.miners)}
 
 
@@ -127,6 +138,7 @@ def collab_label(cfg: RunConfig) -> str:
              "interest-first SIDs" if v["first"] else "",
              f"collaborative interests w={v['neighbours']:g}"
              if v["neighbours"] is not None else "",
+             f"{v['tokens']} interest tokens in the encoder" if v["tokens"] else "",
              "ORACLE interests: the planted phrases, a ceiling, not a method"
              if v["oracle"] else ""]
     return "".join(f", {p}" for p in parts if p)
@@ -146,7 +158,8 @@ def slot_suffix(cfg: RunConfig) -> str:
         + ("-oracle" if v["oracle"] else "") + ("-alllabels" if v["every"] else "") \
         + (f"-fusion{v['fusion']:g}" if v["fusion"] is not None else "") \
         + ("-first" if v["first"] else "") \
-        + (f"-neighbours{v['neighbours']:g}" if v["neighbours"] is not None else "")
+        + (f"-neighbours{v['neighbours']:g}" if v["neighbours"] is not None else "") \
+        + (f"-itok{v['tokens']}" if v["tokens"] else "")
 
 
 def oracle_miner(cfg: RunConfig, folder: Path) -> MinerSpec:
@@ -221,6 +234,8 @@ def main() -> None:
         base.mine.miners = [oracle_miner(base, args.workdir / "answer-key")]
     if args.neighbours is not None:
         base.mine.collaborative = CollaborativeSpec(weight=args.neighbours)
+    if args.interest_tokens:
+        base.train.interest_tokens = args.interest_tokens
     if args.patience is not None:
         base.train.sft.patience = args.patience or None
     suffix = slot_suffix(base) + ("" if args.patience is None else f"-patience{args.patience}")
