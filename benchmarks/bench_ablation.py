@@ -219,6 +219,8 @@ def sft_row(args, cfg: RunConfig, number: int, slug: str, label: str,
 
 def main() -> None:
     args = parse_args()
+    if args.first and args.fusion is not None:
+        raise SystemExit("--first and --fusion pick two interest modes: give one")
     base = load_config(args.config) if args.config else RunConfig()
     if args.seed is not None:
         base.train.sft.seed = base.train.rl.seed = args.seed

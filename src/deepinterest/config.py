@@ -193,6 +193,10 @@ class TokenizeConfig(StrictModel):
             raise ValueError(f"interest_mode = 'first' needs quantizer = 'rkmeans' (its levels "
                              f"split) and interest_levels below levels ({self.levels}); got "
                              f"{self.quantizer!r} and {self.interest_levels}")
+        if self.interest_mode == "first" and self.interests is not None and self.image_weight:
+            # The image map would mix both halves of [interests | item] that the levels split.
+            raise ValueError("interest_mode = 'first' and image_weight > 0 cannot be combined "
+                             "yet: use interest_mode = 'fusion' or 'text' with images")
         return self
 
 

@@ -328,3 +328,9 @@ def test_first_mode_names_the_interest_in_the_first_code(world, tmp_path):
 def test_first_mode_needs_split_rkmeans_levels(extra):
     with pytest.raises(ValueError, match="interest_mode = 'first' needs"):
         TokenizeConfig(interests="x", interest_mode="first", **extra)
+
+
+def test_first_mode_refuses_the_image_slot_that_would_mix_its_halves():
+    with pytest.raises(ValueError, match="cannot be combined"):
+        TokenizeConfig(interests="x", interest_mode="first", image_weight=0.3)
+    TokenizeConfig(interests="x", interest_mode="fusion", image_weight=0.3)  # still allowed
