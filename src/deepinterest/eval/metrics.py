@@ -64,15 +64,25 @@ def ranks_from_scores(scores: np.ndarray, targets: Sequence[int]) -> np.ndarray:
     return higher + ties
 
 
+def user_values(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Each user's ``hr@K`` (0 or 1) or ``ndcg@K`` (``1 / log2(rank + 2)`` or 0); the
+    metric is their mean."""
+    name, _, k = metric.partition("@")
+    if name not in ("hr", "ndcg") or not k.isdigit():
+        raise ValueError(f"metric must be hr@K or ndcg@K, got {metric!r}")
+    ranks = np.asarray(ranks)
+    hit = (ranks != NOT_FOUND) & (ranks < int(k))
+    if name == "hr":
+        return hit.astype(np.float64)
+    return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> Metrics:
     ranks = np.asarray(ranks)
-    found = ranks != NOT_FOUND
     values: dict[str, float] = {}
     for k in ks:
-        hit = found & (ranks < k)
-        gains = np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
-        values[f"hr@{k}"] = float(hit.mean()) if len(ranks) else math.nan
-        values[f"ndcg@{k}"] = float(gains.mean()) if len(ranks) else math.nan
+        for name in (f"hr@{k}", f"ndcg@{k}"):
+            values[name] = float(user_values(ranks, name).mean()) if len(ranks) else math.nan
     return Metrics(users=len(ranks), values=values)
 
 
