@@ -36,7 +36,8 @@ Departures from TIGER (Rajput et al., 2023), each for CPU cost:
   join the encoder as K extra positions after the most recent item, each
   with its own embedding. They are computed from the history itself, so a
   training example never sees interests of items after its target, and at
-  validation they are exactly the user's interests of ``users.jsonl``. An
+  validation they are aggregated as ``users.jsonl``'s are (over the items
+  before the target), within the history the encoder reads. An
   idea of the paper's prompt, which conditions generation on the user's
   deep interests, in a form a T5 from scratch can read.
 - Histories are right-aligned with left padding; T5's relative position
