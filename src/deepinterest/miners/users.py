@@ -17,6 +17,7 @@ from typing import Any
 
 from ..data.cooccurrence import history_before_validation
 from ..data.model import Dataset
+from ..schemas.interests import descriptor_weight
 
 
 def aggregate_user_interests(dataset: Dataset, item_rows: dict[str, dict[str, Any]], *,
@@ -28,8 +29,7 @@ def aggregate_user_interests(dataset: Dataset, item_rows: dict[str, dict[str, An
         scores: dict[str, float] = defaultdict(float)
         for item_id in used:
             for d in item_rows.get(item_id, {}).get("descriptors", []):
-                weight = d.get("probability")
-                scores[d["text"]] += d["confidence"] * (1.0 if weight is None else weight)
+                scores[d["text"]] += descriptor_weight(d)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
         top = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
         rows.append({"user": user.id, "items_used": len(used),

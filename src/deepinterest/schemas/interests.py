@@ -54,6 +54,13 @@ def read_items(folder: str | Path) -> list[dict[str, Any]]:
     return read_rows(Path(folder) / ITEMS_FILE, "item")
 
 
+def descriptor_weight(descriptor: dict[str, Any]) -> float:
+    """A descriptor's weight when an item's descriptors are summed: its confidence times
+    its label probability (1 when the labeler gave none)."""
+    probability = descriptor.get("probability")
+    return float(descriptor["confidence"]) * (1.0 if probability is None else float(probability))
+
+
 def descriptor_table(rows: list[dict[str, Any]], item_ids: list[str], size: int,
                      width: int = 8) -> tuple[list[str], list[list[int]], list[list[float]]]:
     """Items' descriptors as ids into a shared vocabulary, for interest tokens.
@@ -77,8 +84,7 @@ def descriptor_table(rows: list[dict[str, Any]], item_ids: list[str], size: int,
     index = {text: n for n, text in enumerate(vocabulary)}
     ids, weights = [], []
     for item in item_ids:
-        kept = [(index[key(d["text"])], float(d.get("confidence", 1.0))
-                 * (1.0 if d.get("probability") is None else float(d["probability"])))
+        kept = [(index[key(d["text"])], descriptor_weight(d))
                 for d in by_item.get(item, []) if key(d["text"]) in index][:width]
         pad = width - len(kept)
         ids.append([i for i, _ in kept] + [-1] * pad)
