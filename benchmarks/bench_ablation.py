@@ -109,6 +109,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=None,
                    help="train.sft.patience for the SFT rows (0: never stop early, every "
                    "epoch of the schedule runs); folder and record names get -patienceN")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train.sft.epochs for the SFT rows (the schedule's length); folder and "
+                   "record names get -epochsN")
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
 
@@ -240,7 +243,10 @@ def main() -> None:
         base.train.interest_tokens = args.interest_tokens
     if args.patience is not None:
         base.train.sft.patience = args.patience or None
-    suffix = slot_suffix(base) + ("" if args.patience is None else f"-patience{args.patience}")
+    if args.epochs is not None:
+        base.train.sft.epochs = args.epochs
+    suffix = slot_suffix(base) + ("" if args.patience is None else f"-patience{args.patience}") \
+        + ("" if args.epochs is None else f"-epochs{args.epochs}")
     args.tag = "-".join(filter(None, [suffix[1:], args.tag]))
     rows = {int(r) for r in args.rows.split(",")}
     plain = base.model_copy(deep=True)
