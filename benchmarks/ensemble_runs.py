@@ -9,12 +9,14 @@ ensembling, ``deepinterest.eval.ensemble``), scored on every user of a split.
 Each run is its dataset artifact, its sids artifact and a checkpoint
 (provenance checked); the runs must hold the same users, items and targets.
 Each model's beam keeps ``--candidates`` items for the merge; the merged list
-is cut to 10. Every model alone is scored too, from the same beams.
+is cut to 10. Every model alone is scored too, from the same beams, and with
+``--pairs`` every pair of them (NDCG@10).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -36,6 +38,8 @@ def parse_args() -> argparse.Namespace:
                    metavar=("DATASET", "SIDS", "CHECKPOINT"), help="one trained run (repeat)")
     p.add_argument("--weights", type=float, nargs="+", default=None)
     p.add_argument("--rule", choices=RULES, nargs="+", default=list(RULES))
+    p.add_argument("--pairs", action="store_true",
+                   help="also score every pair of runs (equal weights, first rule)")
     p.add_argument("--split", choices=["valid", "test"], default="valid")
     p.add_argument("--beam", type=int, default=20)
     p.add_argument("--candidates", type=int, default=20, help="items each model hands over")
@@ -86,6 +90,11 @@ def main() -> None:
         fused = fuse(lists, weights=args.weights, rule=rule, topk=10)
         figures |= {f"{rule} {k}": round(v, 4) for k, v in scores(fused, targets).items()
                     if k in METRICS}
+    if args.pairs and len(lists) > 2:
+        for a, b in itertools.combinations(range(len(lists)), 2):
+            fused = fuse([lists[a], lists[b]], rule=args.rule[0], topk=10)
+            figures |= {f"models {a + 1}+{b + 1} {k}": round(v, 4)
+                        for k, v in scores(fused, targets).items() if k == "ndcg@10"}
     figures["users"] = len(targets)
     record_and_print(
         name=args.record or "ensemble-runs", dataset=str(args.run[0][0]),

@@ -65,3 +65,22 @@ def test_plugin_is_not_registered_without_its_package():
 
     assert "pq" not in di.available("quantizers")
     assert "position-match" not in di.available("rewards")
+
+
+def test_ensemble_of_a_run_with_itself_scores_as_the_run(chain):
+    # The same beam twice: every item's fused score doubles, so the merged list and its
+    # metrics are the model's own (benchmarks/ensemble_runs.py, as the docs run it).
+    config, _ = chain
+    work = config.parent / "work"
+    run = [str(work / "dataset"), str(work / "sids"), str(work / "sft" / "best")]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ensemble_runs.py"), "--run", *run,
+         "--run", *run, "--results-dir", str(config.parent / "records"), "--record", "self"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = dict(line.strip().rsplit("  ", 1) for line in out.stdout.splitlines()[1:])
+    for metric in ("hr@5", "ndcg@5", "hr@10", "ndcg@10"):
+        assert figures[f"model 1 {metric}"] == figures[f"model 2 {metric}"]
+        assert figures[f"probability {metric}"] == figures[f"model 1 {metric}"]
+        assert figures[f"rrf {metric}"] == figures[f"model 1 {metric}"]
+    assert (config.parent / "records" / "self.json").is_file()
