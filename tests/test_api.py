@@ -101,3 +101,40 @@ def test_recommender_refuses_bad_input(tiny):
         model.recommend(model.dataset.users[0].id, k=model.beam + 1)
     with pytest.raises(di.DeepInterestError, match="no checkpoint"):
         di.load_recommender(cfg, checkpoint=cfg.workdir / "missing")
+
+
+def test_ensemble_of_one_run_twice_recommends_as_the_run(tiny):
+    cfg, _, _ = tiny
+    model = di.load_recommender(cfg)
+    ensemble = di.load_ensemble([cfg, cfg])
+    user = model.dataset.users[3].id
+    alone, merged = model.recommend(user, k=6), ensemble.recommend(user, k=6)
+    assert [r.item for r in merged] == [r.item for r in alone]
+    assert [r.sid for r in merged] == [r.sid for r in alone]
+    # fused scores are the two members' beam probabilities summed: positive, at most 2
+    assert all(0 < r.score <= 2 for r in merged)
+    history = [model.dataset.items[i].id for i in model.dataset.users[3].items]
+    assert [r.item for r in ensemble.recommend_histories([history], k=6)[0]] == \
+        [r.item for r in alone]
+    # a member with no weight changes nothing; rrf keeps one model's order too
+    weighted = di.EnsembleRecommender([model, model], weights=[1.0, 0.0], rule="rrf")
+    assert [r.item for r in weighted.recommend(user, k=6)] == [r.item for r in alone]
+
+
+def test_ensemble_refuses_bad_members_and_settings(tiny, tmp_path):
+    cfg, _, _ = tiny
+    model = di.load_recommender(cfg)
+    with pytest.raises(di.DeepInterestError, match="at least one"):
+        di.EnsembleRecommender([])
+    with pytest.raises(di.DeepInterestError, match="fusion rule"):
+        di.EnsembleRecommender([model], rule="borda")
+    with pytest.raises(di.DeepInterestError, match="one non-negative weight"):
+        di.EnsembleRecommender([model, model], weights=[1.0])
+    with pytest.raises(di.DeepInterestError, match="beam width"):
+        di.EnsembleRecommender([model], candidates=model.beam + 1)
+    with pytest.raises(di.DeepInterestError, match="beam width"):
+        di.EnsembleRecommender([model]).recommend(model.dataset.users[0].id, k=model.beam + 1)
+    other = di.Recommender(model.dataset, model.catalog, model.backbone, beam=model.beam)
+    other._users = {"someone-else": 0}
+    with pytest.raises(di.DeepInterestError, match="same dataset"):
+        di.EnsembleRecommender([model, other])

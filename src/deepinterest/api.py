@@ -28,7 +28,14 @@ from collections.abc import Callable
 
 from .artifacts import RunResult, StageResult
 from .pipeline import run as _run_chain
-from .serving import Recommendation, Recommender, load_recommender, recommend
+from .serving import (
+    EnsembleRecommender,
+    Recommendation,
+    Recommender,
+    load_ensemble,
+    load_recommender,
+    recommend,
+)
 from .stages import (
     ConfigLike,
     as_config,
@@ -48,7 +55,7 @@ __all__ = [
     "ConfigLike", "as_config", "run", "read_dataset", "prepare_data", "mine_interests",
     "mining_report", "merge_shards", "tokenize_items", "train_sft", "train_rl",
     "evaluate_run", "read_metrics", "Recommendation", "Recommender", "load_recommender",
-    "recommend",
+    "recommend", "EnsembleRecommender", "load_ensemble",
 ]
 
 

@@ -45,16 +45,22 @@ class Recommender:
 
     def recommend(self, user: str, k: int = 10) -> list[Recommendation]:
         """Top-``k`` next items for a user of the dataset, from their whole history."""
-        if user not in self._users:
-            raise DeepInterestError(f"unknown user {user!r}; the dataset has "
-                                    f"{len(self._users)} users")
-        row = self._users[user]
+        row = self._user_row(user)
         return self._recommend([self.dataset.users[row].items], [row], k)[0]
 
     def recommend_histories(self, histories: Sequence[Sequence[str]],
                             k: int = 10) -> list[list[Recommendation]]:
         """Top-``k`` next items for each history of item ids (oldest first), e.g. for
         users the dataset has never seen. Unknown item ids are an error."""
+        return self._recommend(self._history_rows(histories), None, k)
+
+    def _user_row(self, user: str) -> int:
+        if user not in self._users:
+            raise DeepInterestError(f"unknown user {user!r}; the dataset has "
+                                    f"{len(self._users)} users")
+        return self._users[user]
+
+    def _history_rows(self, histories: Sequence[Sequence[str]]) -> list[tuple[int, ...]]:
         rows = []
         for history in histories:
             unknown = [i for i in history if i not in self._items]
@@ -63,18 +69,19 @@ class Recommender:
                                         + (f"unknown item(s) {unknown[:5]}" if unknown
                                            else "empty"))
             rows.append(tuple(self._items[i] for i in history))
-        return self._recommend(rows, None, k)
+        return rows
 
     def _recommend(self, histories, users, k: int) -> list[list[Recommendation]]:
+        _check_k(k, self.beam)
+        return self._rows(self._beam(histories, users, k))
+
+    def _beam(self, histories, users, k: int):
         from .eval.generative import recommend
 
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise DeepInterestError(f"k must be a whole number of items; got {k!r}")
-        if not 1 <= k <= self.beam:
-            raise DeepInterestError(f"k must be between 1 and the beam width ({self.beam}); "
-                                    f"got {k}")
-        recs = recommend(self.backbone, self.catalog, histories, users=users, beam=self.beam,
+        return recommend(self.backbone, self.catalog, histories, users=users, beam=self.beam,
                          topk=k, max_history=self.max_history, trie=self._trie)
+
+    def _rows(self, recs) -> list[list[Recommendation]]:
         return [[self._row(r, i, s) for r, (i, s) in enumerate(zip(items, scores)) if i >= 0]
                 for items, scores in zip(recs.items.tolist(), recs.scores.tolist())]
 
@@ -82,6 +89,67 @@ class Recommender:
         found = self.dataset.items[item]
         return Recommendation(rank + 1, found.id, found.fields.get("title", ""), float(score),
                               tuple(self.catalog.sids[item].tolist()))
+
+
+class EnsembleRecommender:
+    """Several trained runs of one dataset served as one (``eval/ensemble.py``).
+
+    Each member's beam hands over ``candidates`` items (default: the smallest
+    member beam) and the lists are merged item by item with ``rule``
+    (``"probability"`` or ``"rrf"``) and ``weights``. Members trained on
+    different SIDs of the catalogue (plain, collaborative slot, interest
+    SIDs) disagree most, which is where merging pays (docs/training.md).
+    A recommendation's ``score`` is the fused score and its ``sid`` the first
+    member's SID of the item.
+    """
+
+    def __init__(self, members: Sequence[Recommender], *, weights: Sequence[float] | None = None,
+                 rule: str = "probability", candidates: int | None = None):
+        from .eval.ensemble import RULES
+
+        if not members:
+            raise DeepInterestError("an ensemble needs at least one trained run")
+        first = members[0]
+        for member in members[1:]:
+            if [i.id for i in member.dataset.items] != [i.id for i in first.dataset.items] \
+                    or member._users != first._users:
+                raise DeepInterestError("every member must be a run of the same dataset "
+                                        "(same items and users, in the same order)")
+        if rule not in RULES:
+            raise DeepInterestError(f"unknown fusion rule {rule!r}; choose one of {RULES}")
+        if weights is not None and (len(weights) != len(members) or min(weights) < 0):
+            raise DeepInterestError(f"need one non-negative weight per member, got "
+                                    f"{list(weights)}")
+        smallest = min(m.beam for m in members)
+        self.candidates = smallest if candidates is None else candidates
+        _check_k(self.candidates, smallest)
+        self.members, self.rule = list(members), rule
+        self.weights = None if weights is None else list(weights)
+
+    def recommend(self, user: str, k: int = 10) -> list[Recommendation]:
+        """Top-``k`` next items for a user of the dataset, from their whole history."""
+        first = self.members[0]
+        row = first._user_row(user)
+        return self._recommend([first.dataset.users[row].items], [row], k)[0]
+
+    def recommend_histories(self, histories: Sequence[Sequence[str]],
+                            k: int = 10) -> list[list[Recommendation]]:
+        """Top-``k`` next items for each history of item ids (oldest first)."""
+        return self._recommend(self.members[0]._history_rows(histories), None, k)
+
+    def _recommend(self, histories, users, k: int) -> list[list[Recommendation]]:
+        from .eval.ensemble import fuse
+
+        _check_k(k, self.candidates)
+        lists = [m._beam(histories, users, self.candidates) for m in self.members]
+        return self.members[0]._rows(fuse(lists, weights=self.weights, rule=self.rule, topk=k))
+
+
+def _check_k(k, beam: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise DeepInterestError(f"k must be a whole number of items; got {k!r}")
+    if not 1 <= k <= beam:
+        raise DeepInterestError(f"k must be between 1 and the beam width ({beam}); got {k}")
 
 
 def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None = None,
@@ -102,6 +170,14 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
     trained = open_trained(run_.dataset, run_.sids, checkpoint)
     return Recommender(trained.dataset, trained.catalog, trained.backbone,
                        beam=beam or cfg.eval.beam, max_history=cfg.split.max_history)
+
+
+def load_ensemble(configs: Sequence[ConfigLike], *, weights: Sequence[float] | None = None,
+                  rule: str = "probability", beam: int | None = None) -> EnsembleRecommender:
+    """Load several finished runs of one dataset (their final checkpoints) as one
+    :class:`EnsembleRecommender`."""
+    return EnsembleRecommender([load_recommender(c, beam=beam) for c in configs],
+                               weights=weights, rule=rule)
 
 
 def recommend(user: str, config: ConfigLike = None, *, k: int = 10,
