@@ -24,7 +24,7 @@ import pytest
 
 from deepinterest.errors import DataError, DeepInterestError
 from deepinterest.rewards import InterestIndex, InterestReward
-from deepinterest.rewards.interest_index import normalise
+from deepinterest.schemas.interests import normalise
 
 ITEMS = [
     {"item": "i0", "descriptors": [
@@ -167,9 +167,23 @@ def test_artifact_errors_name_the_file_and_line(catalog, tmp_path):
 
 def test_normalisation_is_the_ensemblers_rule():
     from deepinterest.miners.vocabulary import normalise as ensemblers_normalise
+    from deepinterest.rewards.interest import normalise as rewards_normalise
 
-    for text in ["Keeping  lips SOFT!", "a gift -- for a runner", "café, 24/7", ""]:
-        assert normalise(text) == ensemblers_normalise(text)
+    # one rule for "same text" everywhere: the ensemblers, the reward, interest tokens
+    assert ensemblers_normalise is normalise and rewards_normalise is normalise
+    assert [normalise(t) for t in ["Keeping  lips SOFT!", "a gift -- for a runner",
+                                   "café, 24/7", ""]] == \
+        ["keeping lips soft", "a gift for a runner", "café 24 7", ""]
+
+
+def test_interest_token_vocabulary_merges_texts_the_ensemblers_merge():
+    from deepinterest.schemas.interests import descriptor_table
+
+    rows = [{"item": "a", "descriptors": [{"text": "Lips, soft!", "confidence": 1.0}]},
+            {"item": "b", "descriptors": [{"text": "lips soft", "confidence": 0.5}]}]
+    vocabulary, ids, weights = descriptor_table(rows, ["a", "b"], size=4, width=1)
+    assert vocabulary == ["lips soft"]
+    assert ids == [[0], [0]] and weights == [[1.0], [0.5]]
 
 
 # ---------------------------------------------------------------- embedding matching

@@ -38,6 +38,7 @@ from ..artifacts import atomic_write_text
 from ..encoders import build_encoder, embed_texts
 from ..encoders.base import MINILM
 from ..errors import DataError, DeepInterestError
+from ..schemas.interests import normalise
 from .base import MineResult
 from .schema import MAX_CHARS, Interests
 
@@ -126,12 +127,6 @@ def space_of(options: EncoderOptions) -> TextSpace:
     return TextSpace(options.encoder, kind=options.encoder_kind, device=options.device,
                      batch_size=options.batch_size, cache_dir=options.cache_dir,
                      cache=options.cache)
-
-
-def normalise(text: str) -> str:
-    """Lower case, punctuation out, single spaces: what makes two phrases the same."""
-    kept = "".join(ch if ch.isalnum() else " " for ch in text.lower())
-    return " ".join(kept.split())
 
 
 # ---------------------------------------------------------------- vocabularies

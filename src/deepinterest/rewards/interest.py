@@ -59,7 +59,8 @@ from ..schemas.sids import SIDCatalog
 from ..encoders.base import MINILM
 from ..errors import DeepInterestError
 from .base import SIDReward, column
-from .interest_index import Interest, InterestIndex, normalise
+from ..schemas.interests import normalise
+from .interest_index import Interest, InterestIndex
 from .rule import common_prefix
 
 Reference = Literal["user", "target"]

@@ -40,12 +40,6 @@ class Interest(NamedTuple):
     probability: float | None = None
 
 
-def normalise(text: str) -> str:
-    """Lower case, punctuation out, single spaces: the ensemblers' rule for "same text"."""
-    kept = "".join(ch if ch.isalnum() else " " for ch in text.lower())
-    return " ".join(kept.split())
-
-
 def _clip(value: Any) -> float:
     return min(max(float(value), 0.0), 1.0)
 

@@ -61,31 +61,36 @@ def descriptor_weight(descriptor: dict[str, Any]) -> float:
     return float(descriptor["confidence"]) * (1.0 if probability is None else float(probability))
 
 
+def normalise(text: str) -> str:
+    """Lower case, punctuation out, single spaces: what makes two descriptor texts the
+    same, for the ensemblers, collaborative interests, the interest reward and the
+    interest-token vocabulary alike."""
+    kept = "".join(ch if ch.isalnum() else " " for ch in text.lower())
+    return " ".join(kept.split())
+
+
 def descriptor_table(rows: list[dict[str, Any]], item_ids: list[str], size: int,
                      width: int = 8) -> tuple[list[str], list[list[int]], list[list[float]]]:
     """Items' descriptors as ids into a shared vocabulary, for interest tokens.
 
-    The vocabulary is the ``size`` descriptor texts (lower-cased, spaces
-    collapsed) found on the most items, ties alphabetical. Each of
+    The vocabulary is the ``size`` descriptor texts (the same text after
+    :func:`normalise`) found on the most items, ties alphabetical. Each of
     ``item_ids`` gets its first ``width`` in-vocabulary descriptors as ids
     (-1 pads) with weights ``confidence * probability`` (probability 1 when
     the labeler gave none), as users' interests are aggregated. Items
     missing from ``rows`` get no ids.
     """
-    def key(text: str) -> str:
-        return " ".join(text.lower().split())
-
     by_item = {r["item"]: r.get("descriptors") or [] for r in rows}
     counts: dict[str, int] = {}
     for descriptors in by_item.values():
-        for text in {key(d["text"]) for d in descriptors}:
+        for text in {normalise(d["text"]) for d in descriptors}:
             counts[text] = counts.get(text, 0) + 1
     vocabulary = sorted(counts, key=lambda t: (-counts[t], t))[:size]
     index = {text: n for n, text in enumerate(vocabulary)}
     ids, weights = [], []
     for item in item_ids:
-        kept = [(index[key(d["text"])], descriptor_weight(d))
-                for d in by_item.get(item, []) if key(d["text"]) in index][:width]
+        kept = [(index[normalise(d["text"])], descriptor_weight(d))
+                for d in by_item.get(item, []) if normalise(d["text"]) in index][:width]
         pad = width - len(kept)
         ids.append([i for i, _ in kept] + [-1] * pad)
         weights.append([w for _, w in kept] + [0.0] * pad)
