@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepinterest.data.splits import leave_one_out
 from deepinterest.eval.compare import paired_bootstrap
-from deepinterest.eval.generative import target_ranks
-from deepinterest.train.checkpoints import open_trained
+from deepinterest.eval.generative import ranks_in
+# benchmarks/ensemble_runs.py: the script's own folder is first on sys.path
+from ensemble_runs import run_lists
 from records import record_and_print
 
 METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
@@ -47,15 +47,12 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def ranks_of(paths: list[Path], split: str, args) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The checkpoint's target ranks on ``split`` and the (user, target) pairs ranked."""
-    trained = open_trained(*paths)
-    examples = getattr(leave_one_out(trained.dataset, max_history=args.max_history), split)
-    ranks = target_ranks(trained.backbone.eval(), trained.catalog, examples, beam=args.beam,
-                         topk=10, max_history=args.max_history)
-    ids = [(trained.dataset.users[e.user].id, trained.dataset.items[e.target].id)
-           for e in examples]
-    return ranks, ids
+def ranks_of(paths: list[Path], split: str, args) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The checkpoint's target ranks on ``split`` and the (user, target) ids ranked."""
+    recs, ids, items = run_lists(paths, split, argparse.Namespace(
+        beam=args.beam, candidates=10, max_history=args.max_history))
+    position = {item: n for n, item in enumerate(items)}
+    return ranks_in(recs, [position[target] for _, target in ids]), ids
 
 
 def main() -> None:

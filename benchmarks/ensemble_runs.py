@@ -24,8 +24,8 @@ import torch
 
 from deepinterest.data.splits import leave_one_out
 from deepinterest.eval.ensemble import RULES, fuse
-from deepinterest.eval.generative import Recommendations, recommend
-from deepinterest.eval.metrics import metrics_from_ranks, ranks_from_lists
+from deepinterest.eval.generative import Recommendations, ranks_in, recommend
+from deepinterest.eval.metrics import metrics_from_ranks
 from deepinterest.train.checkpoints import open_trained
 from records import record_and_print
 
@@ -51,7 +51,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_lists(paths: list[Path], split: str, args) -> tuple[Recommendations, list, list]:
-    """The run's beam on ``split``, the (user, target) ids ranked and the item ids."""
+    """The run's beam on ``split`` (``args``: beam, candidates, max_history), the
+    (user, target) ids ranked and the item ids."""
     trained = open_trained(*paths)
     examples = getattr(leave_one_out(trained.dataset, max_history=args.max_history), split)
     recs = recommend(trained.backbone.eval(), trained.catalog, [e.history for e in examples],
@@ -63,9 +64,7 @@ def run_lists(paths: list[Path], split: str, args) -> tuple[Recommendations, lis
 
 
 def scores(recs: Recommendations, targets: list[int]) -> dict[str, float]:
-    ranks = ranks_from_lists([[i for i in row if i >= 0][:10] for row in recs.items.tolist()],
-                             targets)
-    return metrics_from_ranks(ranks, (5, 10)).values
+    return metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
 
 
 def main() -> None:

@@ -105,21 +105,20 @@ class EnsembleRecommender:
 
     def __init__(self, members: Sequence[Recommender], *, weights: Sequence[float] | None = None,
                  rule: str = "probability", candidates: int | None = None):
-        from .eval.ensemble import RULES
+        from .eval.ensemble import check_fusion
 
         if not members:
             raise DeepInterestError("an ensemble needs at least one trained run")
+        try:
+            check_fusion(len(members), rule, weights)
+        except ValueError as exc:
+            raise DeepInterestError(str(exc)) from None
         first = members[0]
         for member in members[1:]:
             if [i.id for i in member.dataset.items] != [i.id for i in first.dataset.items] \
                     or member._users != first._users:
                 raise DeepInterestError("every member must be a run of the same dataset "
                                         "(same items and users, in the same order)")
-        if rule not in RULES:
-            raise DeepInterestError(f"unknown fusion rule {rule!r}; choose one of {RULES}")
-        if weights is not None and (len(weights) != len(members) or min(weights) < 0):
-            raise DeepInterestError(f"need one non-negative weight per member, got "
-                                    f"{list(weights)}")
         smallest = min(m.beam for m in members)
         self.candidates = smallest if candidates is None else candidates
         _check_k(self.candidates, smallest)

@@ -41,19 +41,26 @@ def _list_scores(recs: Recommendations, rule: str) -> torch.Tensor:
     return (1.0 / (RRF_C + ranks + 1.0)).expand_as(recs.items).masked_fill(~valid, 0.0)
 
 
-def fuse(lists: Sequence[Recommendations], *, weights: Sequence[float] | None = None,
-         rule: str = "probability", topk: int = 10) -> Recommendations:
-    """Merge several models' lists of the same rows into one top-``topk`` list per row."""
-    if not lists:
+def check_fusion(models: int, rule: str, weights: Sequence[float] | None) -> list[float]:
+    """The weights of ``models`` models (equal when None), or ValueError for settings
+    ``fuse`` cannot merge with."""
+    if models < 1:
         raise ValueError("fuse needs at least one list of recommendations")
     if rule not in RULES:
         raise ValueError(f"unknown fusion rule {rule!r}; choose one of {RULES}")
+    weights = [1.0] * models if weights is None else list(weights)
+    if len(weights) != models or any(w < 0 for w in weights):
+        raise ValueError(f"need one non-negative weight per model, got {weights}")
+    return weights
+
+
+def fuse(lists: Sequence[Recommendations], *, weights: Sequence[float] | None = None,
+         rule: str = "probability", topk: int = 10) -> Recommendations:
+    """Merge several models' lists of the same rows into one top-``topk`` list per row."""
+    weights = check_fusion(len(lists), rule, weights)
     rows = lists[0].items.shape[0]
     if any(r.items.shape[0] != rows for r in lists):
         raise ValueError("every model must recommend for the same rows")
-    weights = [1.0] * len(lists) if weights is None else list(weights)
-    if len(weights) != len(lists) or any(w < 0 for w in weights):
-        raise ValueError(f"need one non-negative weight per model, got {weights}")
     items = torch.cat([r.items for r in lists], dim=1)
     contrib = torch.cat([w * _list_scores(r, rule) for w, r in zip(weights, lists)], dim=1)
     out_items = torch.full((rows, topk), -1, dtype=torch.long)
@@ -70,4 +77,4 @@ def fuse(lists: Sequence[Recommendations], *, weights: Sequence[float] | None = 
     return Recommendations(out_items, out_scores)
 
 
-__all__ = ["RULES", "fuse"]
+__all__ = ["RULES", "check_fusion", "fuse"]

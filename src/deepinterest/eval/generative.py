@@ -88,9 +88,16 @@ def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = 
     recs = recommend(backbone, catalog, [e.history for e in examples],
                      users=[e.user for e in examples], beam=beam, topk=topk,
                      batch_size=batch_size, max_history=max_history, trie=trie)
-    targets = torch.as_tensor([e.target for e in examples], dtype=torch.long).unsqueeze(1)
-    hit = recs.items == targets  # SIDs are unique, so at most one hit per row
-    ranks = torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(targets[:, 0], -1))
+    return ranks_in(recs, [e.target for e in examples], topk=topk)
+
+
+def ranks_in(recs: Recommendations, targets: Sequence[int], *,
+             topk: int | None = None) -> np.ndarray:
+    """0-based rank of each row's target among its first ``topk`` items, -1 when absent."""
+    items = recs.items if topk is None else recs.items[:, :topk]
+    wanted = torch.as_tensor(list(targets), dtype=torch.long).unsqueeze(1)
+    hit = items == wanted  # items are distinct in a list, so at most one hit per row
+    ranks = torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(wanted[:, 0], -1))
     return ranks.numpy().astype(np.int64)
 
 
@@ -108,4 +115,4 @@ def evaluate_generative(
 
 
 __all__ = ["NOT_FOUND", "Recommendations", "evaluate_generative", "history_batch",
-           "length_batches", "recommend", "target_ranks"]
+           "length_batches", "ranks_in", "recommend", "target_ranks"]
