@@ -56,6 +56,10 @@ BACKBONE_OPTIONS: dict[str, Callable[[], dict[str, Any]]] = {
     "t5": lambda: dict(d_model=16, encoder_layers=1, decoder_layers=1, heads=2, d_kv=8, d_ff=32,
                        dropout=0.0),
     "causal-lm": _tiny_causal_lm,
+    # the second SID view: the same six items (CODES' order), a code each at two positions
+    "t5-views": lambda: dict(d_model=16, encoder_layers=1, decoder_layers=1, heads=2, d_kv=8,
+                             d_ff=32, dropout=0.0, second=SIDCatalog.from_codes(
+                                 torch.tensor([[1, 0], [0, 0], [1, 1], [0, 1], [2, 0], [0, 2]]))),
 }
 
 

@@ -95,6 +95,8 @@ class T5State:
 class T5Backbone(nn.Module):
     """Encoder over summed item-code embeddings, decoder over SID tokens."""
 
+    kind = KIND  # backbone.json's kind (the registry name checkpoints load with)
+
     def __init__(
         self,
         *,
@@ -197,29 +199,8 @@ class T5Backbone(nn.Module):
         they stay small next to the content. The decoder reads and writes the
         same (tied) table.
         """
-        sizes = self.catalog.sizes
-        if len(codebooks) > len(sizes) or any(
-                len(book) != size for book, size in zip(codebooks, sizes)):
-            raise DeepInterestError(
-                f"codebooks of sizes {[len(b) for b in codebooks]} do not match the catalogue's "
-                f"SID positions {list(sizes)}")
-        books = [b.detach().float().cpu() for b in codebooks]
-        d_model = self.model.config.d_model
-        _, _, vh = torch.linalg.svd(torch.cat(books), full_matrices=False)
-        proj = torch.zeros(books[0].shape[1], d_model)
-        proj[:, : min(d_model, vh.shape[0])] = vh[:d_model].T
-        scale = float((books[0] @ proj).pow(2).mean().rsqrt())
-        weight = self.model.shared.weight
-        offsets = self.catalog.offsets.tolist()
-        rms = 1.0
-        for level, size in enumerate(sizes):
-            rows = slice(offsets[level], offsets[level] + size)
-            if level < len(books):
-                block = (books[level] @ proj) * scale
-                rms = float(block.pow(2).mean().sqrt())
-            else:
-                block = weight[rows].float() * (rms / float(weight[rows].pow(2).mean().sqrt()))
-            weight[rows] = block.to(weight.dtype)
+        init_code_rows(self.model.shared.weight, self.catalog.sizes,
+                       self.catalog.offsets.tolist(), codebooks)
 
     def code_embeddings(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """TIGER's layout: ``[B, L * P, d]`` embeddings of every code token of every history
@@ -330,9 +311,14 @@ class T5Backbone(nn.Module):
         decoding several times faster than re-reading each prefix
         (``benchmarks/bench_decoding.py``).
         """
+        return self.next_logprobs(state, prefix, BOS)
+
+    def next_logprobs(self, state: T5State, prefix: torch.Tensor, start: int) -> torch.Tensor:
+        """:meth:`step` with ``start`` as the decoder start token (log-probabilities over
+        the model's whole vocabulary)."""
         rows = prefix.shape[0]
-        bos = torch.full((rows, 1), BOS, dtype=torch.long, device=prefix.device)
-        tokens = torch.cat([bos, prefix.long()], dim=1)
+        first = torch.full((rows, 1), start, dtype=torch.long, device=prefix.device)
+        tokens = torch.cat([first, prefix.long()], dim=1)
         last = decode(self.model, tokens, state.cross, state.mask, state.cache)
         if getattr(self.model.config, "scale_decoder_outputs", True):  # as T5 forward does
             last = last * self.model.config.d_model ** -0.5
@@ -357,7 +343,7 @@ class T5Backbone(nn.Module):
                       str(folder / f"{name}.safetensors"))
         if self.interests is not None:
             self.interests.save(folder)
-        write_backbone_info(folder, KIND, self.options, self.catalog)
+        write_backbone_info(folder, self.kind, self.options, self.catalog, **self._saved_info())
 
     @classmethod
     def load(cls, folder: str | Path, catalog: SIDCatalog) -> T5Backbone:
@@ -365,10 +351,8 @@ class T5Backbone(nn.Module):
         from transformers import T5ForConditionalGeneration
 
         folder = Path(folder)
-        info = read_backbone_info(folder, KIND, catalog)
-        interests = (InterestTable.load(folder)
-                     if info["options"].get("interest_tokens") else None)
-        backbone = cls(catalog=catalog, interests=interests, **info["options"])
+        info = read_backbone_info(folder, cls.kind, catalog)
+        backbone = cls(catalog=catalog, **cls._saved_inputs(folder, info))
         with _quiet_transformers():
             backbone.model = streamline(T5ForConditionalGeneration.from_pretrained(folder),
                                         info["options"].get("packed_dropout", True))
@@ -378,11 +362,49 @@ class T5Backbone(nn.Module):
             table.weight.data.copy_(load_file(str(folder / f"{name}.safetensors"))["weight"])
         return backbone
 
+    def _saved_info(self) -> dict[str, Any]:
+        """What ``backbone.json`` records besides kind, options and catalogue."""
+        return {}
+
+    @classmethod
+    def _saved_inputs(cls, folder: Path, info: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments of a saved backbone besides its catalogue."""
+        interests = (InterestTable.load(folder)
+                     if info["options"].get("interest_tokens") else None)
+        return {"interests": interests, **info["options"]}
+
     def _extra_tables(self) -> dict[str, nn.Embedding]:
         """Embedding tables outside the T5, saved beside it (one safetensors file each)."""
         tables = {"user_embed": self.user_embed, "item_embed": self.item_embed,
                   "interest_embed": self.interest_embed}
         return {name: table for name, table in tables.items() if table is not None}
+
+
+@torch.no_grad()
+def init_code_rows(weight: torch.Tensor, sizes: tuple[int, ...], offsets: list[int],
+                   codebooks: list[torch.Tensor]) -> None:
+    """:meth:`T5Backbone.init_code_embeddings` for the token rows of one SID layout
+    (codes of position ``p`` at rows ``offsets[p]`` onwards) of the table ``weight``."""
+    if len(codebooks) > len(sizes) or any(
+            len(book) != size for book, size in zip(codebooks, sizes)):
+        raise DeepInterestError(
+            f"codebooks of sizes {[len(b) for b in codebooks]} do not match the catalogue's "
+            f"SID positions {list(sizes)}")
+    books = [b.detach().float().cpu() for b in codebooks]
+    d_model = weight.shape[1]
+    _, _, vh = torch.linalg.svd(torch.cat(books), full_matrices=False)
+    proj = torch.zeros(books[0].shape[1], d_model)
+    proj[:, : min(d_model, vh.shape[0])] = vh[:d_model].T
+    scale = float((books[0] @ proj).pow(2).mean().rsqrt())
+    rms = 1.0
+    for level, size in enumerate(sizes):
+        rows = slice(offsets[level], offsets[level] + size)
+        if level < len(books):
+            block = (books[level] @ proj) * scale
+            rms = float(block.pow(2).mean().sqrt())
+        else:
+            block = weight[rows].float() * (rms / float(weight[rows].pow(2).mean().sqrt()))
+        weight[rows] = block.to(weight.dtype)
 
 
 class _FeedForward(nn.Module):

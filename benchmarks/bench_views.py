@@ -1,0 +1,122 @@
+"""One T5 trained on two SID views at once (``deepinterest.backbones.t5_views``), each
+view beam-searched and the two lists merged (``deepinterest.eval.ensemble.fuse``).
+
+    python benchmarks/bench_views.py --dataset runs/a/dataset \\
+        --sids runs/a/sids --second-sids runs/b/sids \\
+        --out runs/views-ab --record default-views-ab-valid
+
+The two sids artifacts must come from the same dataset artifact (e.g. row 1's
+plain SIDs and row 2's interest SIDs of ``bench_ablation.py``). Training
+takes the run config's ``train`` and ``split`` settings (``--config``, the
+defaults otherwise) through ``train_sft``, which validates the first view each
+epoch; a finished ``--out`` is read back rather than trained again. The record
+scores each view alone and the merge on every user of ``--split``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from deepinterest.backbones.t5_views import TwoViewT5
+from deepinterest.config import RunConfig, load_config
+from deepinterest.data import load_dataset
+from deepinterest.data.splits import leave_one_out
+from deepinterest.eval.ensemble import fuse
+from deepinterest.eval.generative import ranks_in, recommend
+from deepinterest.eval.metrics import metrics_from_ranks
+from deepinterest.schemas.sids import load_quantizer
+from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
+from deepinterest.train.sft import RESULT_FILE, train_sft
+from records import record_and_print
+
+METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", type=Path, required=True)
+    p.add_argument("--sids", type=Path, required=True, help="the first view")
+    p.add_argument("--second-sids", type=Path, required=True, help="the second view")
+    p.add_argument("--config", type=Path, default=None, help="run config (train, split, eval)")
+    p.add_argument("--out", type=Path, required=True, help="the training folder")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None, help="0 = no early stopping")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--split", choices=["valid", "test"], default="valid")
+    p.add_argument("--weights", type=float, nargs=2, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--record", default=None)
+    p.add_argument("--results-dir", type=Path, default=None)
+    return p.parse_args()
+
+
+def run_config(args) -> RunConfig:
+    cfg = load_config(args.config) if args.config else RunConfig()
+    sft = cfg.train.sft
+    changes = {"epochs": args.epochs, "seed": args.seed, "threads": args.threads,
+               "patience": None if args.patience == 0 else args.patience}
+    keep = {"patience"} if args.patience is not None else set()
+    updates = {k: v for k, v in changes.items() if v is not None or k in keep}
+    cfg.train.sft = sft.model_copy(update=updates)
+    return cfg
+
+
+def train(args, cfg: RunConfig, dataset, first, second, splits) -> None:
+    """``--out`` trained (resumed when interrupted; nothing to do when finished)."""
+    if (args.out / RESULT_FILE).is_file():
+        return
+    torch.manual_seed(cfg.train.sft.seed)
+    model = TwoViewT5(catalog=first, second=second, **cfg.train.options)
+    if cfg.train.init_from_codebooks:
+        model.init_code_embeddings(load_quantizer(args.sids).codebooks,
+                                   load_quantizer(args.second_sids).codebooks)
+    provenance = run_fingerprints(args.dataset, args.sids) | {
+        "second_sids": run_fingerprints(args.dataset, args.second_sids)["sids"]}
+    train_sft(model, first, splits, cfg.train.sft, args.out, evaluation=cfg.eval,
+              provenance=provenance)
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    cfg = run_config(args)
+    dataset = load_dataset(args.dataset)
+    first, second = load_catalog(dataset, args.sids), load_catalog(dataset, args.second_sids)
+    splits = leave_one_out(dataset, max_history=cfg.split.max_history)
+    train(args, cfg, dataset, first, second, splits)
+    model = load_checkpoint(args.out / args.checkpoint, first).eval()
+    examples = getattr(splits, args.split)
+    histories, users = [e.history for e in examples], [e.user for e in examples]
+    lists = [recommend(view, view.catalog, histories, users=users, beam=cfg.eval.beam,
+                       topk=cfg.eval.beam, max_history=cfg.split.max_history)
+             for view in (model, model.second_view())]
+    targets = [e.target for e in examples]
+    figures: dict[str, float | int] = {}
+    for name, recs in (("view 1", lists[0]), ("view 2", lists[1]),
+                       ("merged", fuse(lists, weights=args.weights, topk=10))):
+        values = metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
+        figures |= {f"{name} {k}": round(v, 4) for k, v in values.items() if k in METRICS}
+    result = json.loads((args.out / RESULT_FILE).read_text(encoding="utf-8"))
+    figures |= {"users": len(targets), "epochs run": result["epochs_run"],
+                "best epoch": result["best_epoch"],
+                # every epoch's training, validation excluded (as bench_ablation counts)
+                "training minutes": round(sum(h["train_seconds"] for h in result["history"])
+                                          / 60, 1)}
+    record_and_print(
+        name=args.record or "two-view-t5", dataset=str(args.dataset),
+        method=f"one T5 on two SID views ({args.sids} + {args.second_sids}), {args.split}",
+        figures=figures, seconds=time.perf_counter() - started, directory=args.results_dir,
+        notes=f"{args.out}/{args.checkpoint}; every {args.split} user; each view's beam "
+        f"{cfg.eval.beam} merged by probability, weights {args.weights or 'equal'}; "
+        f"sft {cfg.train.sft.model_dump()}; options {cfg.train.options}")
+
+
+if __name__ == "__main__":
+    main()

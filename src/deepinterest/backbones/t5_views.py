@@ -1,0 +1,148 @@
+"""One T5 that learns two SID views of the same catalogue (e.g. plain and interest SIDs).
+
+Two runs trained on different SIDs of the same items make different mistakes,
+and merging their beams (:mod:`deepinterest.eval.ensemble`) beats either run
+(docs/training.md, "Ensembling runs"); but it costs two trainings. This
+backbone gets both views from one:
+
+- **Shared vocabulary.** The first view's token blocks, then the second's
+  (a *union* layout: SID positions ``P1 + P2``). An item's encoder input is
+  the sum of all its code embeddings, both views, so the history is read
+  through both quantizations at the cost of one.
+- **One encoder, one decoder, two start tokens.** The first view decodes
+  from ``BOS`` as in :class:`~.t5.T5Backbone`; the second from ``EOS``,
+  whose row is otherwise unused (SID targets carry no end token). Training
+  adds both views' teacher-forced cross-entropies over one encoder pass, so
+  a step costs one encoder and two decoder passes.
+- **The first view is the protocol's.** ``catalog``, ``loss``'s first
+  half, ``step``, ``token_logprobs`` (GRPO) and the validation of a training
+  run speak the first view; :meth:`second_view` is a backbone over the
+  second view's catalogue (same weights) for the beam search, whose items
+  :func:`~deepinterest.eval.ensemble.fuse` merges with the first's.
+- **Self-contained checkpoints.** ``save`` writes the second view's codes
+  beside the weights, so ``load(folder, first_catalog)`` needs only the run's
+  own sids artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import DeepInterestError
+from .base import BOS, EOS, NUM_SPECIAL, HistoryBatch, SIDCatalog
+from .t5 import T5Backbone, T5State, init_code_rows
+
+KIND = "t5-views"
+SECOND_START = EOS  # the second view's decoder start token (see the module docstring)
+SECOND_FILE = "second_view.safetensors"
+
+
+def union_catalog(first: SIDCatalog, second: SIDCatalog) -> SIDCatalog:
+    """Both views' codes side by side: positions ``P1 + P2``, the second's blocks after
+    the first's (so the first view's token ids are unchanged)."""
+    # A checkpoint's second view has no item ids: it was saved in the first view's order.
+    same = second.item_ids == first.item_ids if second.item_ids else True
+    if not same or len(second.sids) != len(first.sids):
+        raise DeepInterestError("the two SID views list different items (or another order); "
+                                "tokenize both from the same dataset artifact")
+    return SIDCatalog(first.item_ids, torch.cat([first.sids, second.sids], dim=1),
+                      tuple(first.sizes) + tuple(second.sizes))
+
+
+class TwoViewT5(T5Backbone):
+    """T5 over two SID views: a shared encoder, one decoder, a start token per view."""
+
+    kind = KIND
+
+    def __init__(self, *, catalog: SIDCatalog, second: SIDCatalog, **options: Any) -> None:
+        super().__init__(catalog=union_catalog(catalog, second), **options)
+        self.union, self.catalog, self.second = self.catalog, catalog, second
+
+    def target_tokens(self, targets: torch.Tensor) -> torch.Tensor:
+        """The first view's SID tokens (what ``teacher_logits``/``token_logprobs`` score)."""
+        return self.item_codes[targets][..., : self.catalog.positions]
+
+    def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
+        """Mean of the two views' cross-entropies, one encoder pass for both."""
+        state = self.encode(batch)
+        codes = self.item_codes[targets]
+        split = self.catalog.positions
+        losses = []
+        for start, labels in ((BOS, codes[:, :split]), (SECOND_START, codes[:, split:])):
+            first = torch.full_like(labels[:, :1], start)
+            logits = self._logits(state, torch.cat([first, labels[:, :-1]], dim=1))
+            losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                          labels.reshape(-1),
+                                          label_smoothing=self.options["label_smoothing"]))
+        return (losses[0] + losses[1]) / 2
+
+    def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
+        """The first view's next-token log-probabilities (its ids lead the vocabulary)."""
+        return self.next_logprobs(state, prefix, BOS)[:, : self.catalog.vocab_size]
+
+    @torch.no_grad()
+    def init_code_embeddings(self, codebooks: list[torch.Tensor],
+                             second: list[torch.Tensor] | None = None) -> None:
+        """Each view's rows from its own quantizer's codewords (the second's left at
+        T5's init when ``second`` is None)."""
+        weight = self.model.shared.weight
+        init_code_rows(weight, self.catalog.sizes, self.catalog.offsets.tolist(), codebooks)
+        if second is not None:
+            offsets = self.union.offsets[self.catalog.positions:].tolist()
+            init_code_rows(weight, self.second.sizes, offsets, second)
+
+    def second_view(self) -> SecondView:
+        return SecondView(self)
+
+    # -- persistence -----------------------------------------------------------
+
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        super().save(folder)
+        save_file({"sids": self.second.sids.contiguous()}, str(Path(folder) / SECOND_FILE))
+
+    def _saved_info(self) -> dict[str, Any]:
+        return {"second_sizes": list(self.second.sizes)}
+
+    @classmethod
+    def _saved_inputs(cls, folder: Path, info: dict[str, Any]) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        path = folder / SECOND_FILE
+        if not path.is_file() or "second_sizes" not in info:
+            raise DeepInterestError(f"{folder}: a two-view checkpoint without its second "
+                                    f"view ({SECOND_FILE} and backbone.json's second_sizes)")
+        sids = load_file(str(path))["sids"]
+        return super()._saved_inputs(folder, info) | {
+            "second": SIDCatalog([], sids, tuple(info["second_sizes"]))}
+
+
+class SecondView(nn.Module):
+    """The second view of a :class:`TwoViewT5` as a backbone of its own catalogue, for the
+    beam search (:func:`~deepinterest.eval.generative.recommend`)."""
+
+    def __init__(self, model: TwoViewT5) -> None:
+        super().__init__()
+        self.model = model
+        self.catalog = SIDCatalog(model.catalog.item_ids, model.second.sids, model.second.sizes)
+        # second-view token t (its own layout) is union token t + shift
+        self.shift = model.catalog.vocab_size - NUM_SPECIAL
+
+    def start(self, batch: HistoryBatch) -> T5State:
+        return self.model.start(batch)
+
+    def expand(self, state: T5State, beam: int) -> T5State:
+        return self.model.expand(state, beam)
+
+    def reorder(self, state: T5State, parents: torch.Tensor) -> None:
+        self.model.reorder(state, parents)
+
+    def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
+        logp = self.model.next_logprobs(state, prefix + self.shift, SECOND_START)
+        return torch.cat([logp[:, :NUM_SPECIAL], logp[:, self.model.catalog.vocab_size:]], 1)

@@ -1,0 +1,143 @@
+"""TwoViewT5: one T5 over two SID views; each view decodes exactly what training scores."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from deepinterest.backbones.base import HistoryBatch, SIDCatalog
+from deepinterest.backbones.decoding import constrained_beam_search
+from deepinterest.backbones.t5 import T5Backbone
+from deepinterest.backbones.t5_views import TwoViewT5
+from deepinterest.backbones.trie import SIDTrie
+from deepinterest.errors import DeepInterestError
+from deepinterest.train.checkpoints import load_checkpoint
+
+SMALL = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=2, d_kv=16, d_ff=64,
+             dropout=0.0)
+ITEMS = 12
+
+
+def _views() -> tuple[SIDCatalog, SIDCatalog]:
+    first = [(i // 4, (i // 2) % 2, i % 2) for i in range(ITEMS)]  # sizes (3, 2, 2)
+    second = [(i % 5, i // 5) for i in range(ITEMS)]  # sizes (5, 3): another grouping
+    return (SIDCatalog.from_codes(torch.tensor(first)),
+            SIDCatalog.from_codes(torch.tensor(second)))
+
+
+def _model(seed: int = 0) -> TwoViewT5:
+    torch.manual_seed(seed)
+    first, second = _views()
+    return TwoViewT5(catalog=first, second=second, **SMALL).eval()
+
+
+def _batch() -> HistoryBatch:
+    return HistoryBatch(torch.tensor([[-1, 3, 5], [0, 1, 11], [-1, -1, 7]]),
+                        torch.tensor([0, 1, 2]))
+
+
+def _chain_logprob(view, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
+    """Mean log-probability of the targets' tokens read off ``step``, token by token."""
+    tokens = view.catalog.item_tokens(targets)
+    state = view.expand(view.start(batch), 1)
+    with torch.no_grad():
+        steps = [view.step(state, tokens[:, :t]).gather(1, tokens[:, t:t + 1])
+                 for t in range(tokens.shape[1])]
+    return torch.cat(steps, 1).mean()
+
+
+def test_the_loss_is_the_mean_of_what_each_view_decodes_with():
+    model, batch, targets = _model(), _batch(), torch.tensor([4, 9, 2])
+    with torch.no_grad():
+        loss = model.loss(batch, targets)
+    first = _chain_logprob(model, batch, targets)
+    second = _chain_logprob(model.second_view(), batch, targets)
+    torch.testing.assert_close(loss, -(first + second) / 2, atol=1e-5, rtol=1e-5)
+
+
+def test_each_view_scores_its_own_vocabulary_and_the_first_keeps_its_token_ids():
+    model = _model()
+    first, second = _views()
+    view = model.second_view()
+    assert model.catalog.sizes == first.sizes
+    assert view.catalog.sizes == second.sizes
+    state = model.expand(model.start(_batch()), 1)
+    with torch.no_grad():
+        assert model.step(state, torch.zeros(3, 0, dtype=torch.long)).shape == (
+            3, first.vocab_size)
+        assert view.step(state, torch.zeros(3, 0, dtype=torch.long)).shape == (
+            3, second.vocab_size)
+    # the union vocabulary is the first view's, then the second view's blocks
+    assert model.model.config.vocab_size == first.vocab_size + sum(second.sizes)
+
+
+def test_an_item_is_read_as_the_sum_of_both_views_code_embeddings():
+    model, batch = _model(), _batch()
+    embeds, mask = model.encoder_inputs(batch)
+    first, second = _views()
+    union = model.union
+    expected = model.model.shared(union.item_tokens(batch.items)).sum(-2)
+    real = batch.items >= 0
+    torch.testing.assert_close(embeds[real], expected[real])
+    assert union.positions == first.positions + second.positions
+    # the second view's codes sit after every first-view token
+    assert int(union.offsets[first.positions]) == first.vocab_size
+
+
+def test_both_views_learn_a_deterministic_next_item():
+    model = _model()
+    model.train()
+    histories = torch.arange(ITEMS).unsqueeze(1)
+    targets = (torch.arange(ITEMS) + 5) % ITEMS
+    batch = HistoryBatch(histories, torch.arange(ITEMS))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        model.loss(batch, targets).backward()
+        opt.step()
+    model.eval()
+    for view in (model, model.second_view()):
+        found = constrained_beam_search(view, batch, SIDTrie.from_catalog(view.catalog),
+                                        beam=4, topk=1)
+        assert torch.equal(found.items[:, 0], targets)
+
+
+def test_a_checkpoint_holds_the_second_view(tmp_path):
+    model, batch = _model(), _batch()
+    model.save(tmp_path / "b")
+    again = load_checkpoint(tmp_path / "b", _views()[0]).eval()
+    assert isinstance(again, TwoViewT5)
+    trie = SIDTrie.from_catalog(_views()[1])
+    expect = constrained_beam_search(model.second_view(), batch, trie, beam=5, topk=5)
+    got = constrained_beam_search(again.second_view(), batch, trie, beam=5, topk=5)
+    assert torch.equal(got.items, expect.items)
+    torch.testing.assert_close(got.scores, expect.scores)
+    (tmp_path / "b" / "second_view.safetensors").unlink()
+    with pytest.raises(DeepInterestError, match="second view"):
+        TwoViewT5.load(tmp_path / "b", _views()[0])
+
+
+def test_views_of_other_items_are_refused():
+    first, second = _views()
+    with pytest.raises(DeepInterestError, match="different items"):
+        TwoViewT5(catalog=first, second=SIDCatalog.from_codes(second.sids[:-1]), **SMALL)
+    renamed = SIDCatalog([f"x{i}" for i in range(ITEMS)], second.sids, second.sizes)
+    with pytest.raises(DeepInterestError, match="different items"):
+        TwoViewT5(catalog=first, second=renamed, **SMALL)
+
+
+def test_each_view_starts_from_its_own_codebooks():
+    torch.manual_seed(1)
+    first, second = _views()
+    books = [torch.randn(3, 6), torch.randn(2, 6), torch.randn(2, 6)]
+    other = [torch.randn(5, 4), torch.randn(3, 4)]
+    model = _model()
+    model.init_code_embeddings(books, other)
+    single = T5Backbone(catalog=first, **SMALL)
+    single.init_code_embeddings(books)
+    rows = model.model.shared.weight
+    torch.testing.assert_close(rows[:first.vocab_size][3:], single.model.shared.weight[3:])
+    alone = _model()
+    alone.init_code_embeddings(books)  # the second view's rows keep T5's init
+    assert torch.equal(alone.model.shared.weight[first.vocab_size:],
+                       _model().model.shared.weight[first.vocab_size:])
+    assert not torch.equal(rows[first.vocab_size:], alone.model.shared.weight[first.vocab_size:])
