@@ -96,7 +96,7 @@ def main() -> None:
     histories, users = [e.history for e in examples], [e.user for e in examples]
     lists = [recommend(view, view.catalog, histories, users=users, beam=cfg.eval.beam,
                        topk=cfg.eval.beam, max_history=cfg.split.max_history)
-             for view in (model, model.second_view())]
+             for view in model.views()]
     targets = [e.target for e in examples]
     figures: dict[str, float | int] = {}
     for name, recs in (("view 1", lists[0]), ("view 2", lists[1]),

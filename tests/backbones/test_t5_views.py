@@ -50,14 +50,14 @@ def test_the_loss_is_the_mean_of_what_each_view_decodes_with():
     with torch.no_grad():
         loss = model.loss(batch, targets)
     first = _chain_logprob(model, batch, targets)
-    second = _chain_logprob(model.second_view(), batch, targets)
+    second = _chain_logprob(model.views()[1], batch, targets)
     torch.testing.assert_close(loss, -(first + second) / 2, atol=1e-5, rtol=1e-5)
 
 
 def test_each_view_scores_its_own_vocabulary_and_the_first_keeps_its_token_ids():
     model = _model()
     first, second = _views()
-    view = model.second_view()
+    view = model.views()[1]
     assert model.catalog.sizes == first.sizes
     assert view.catalog.sizes == second.sizes
     state = model.expand(model.start(_batch()), 1)
@@ -95,7 +95,7 @@ def test_both_views_learn_a_deterministic_next_item():
         model.loss(batch, targets).backward()
         opt.step()
     model.eval()
-    for view in (model, model.second_view()):
+    for view in model.views():
         found = constrained_beam_search(view, batch, SIDTrie.from_catalog(view.catalog),
                                         beam=4, topk=1)
         assert torch.equal(found.items[:, 0], targets)
@@ -107,8 +107,8 @@ def test_a_checkpoint_holds_the_second_view(tmp_path):
     again = load_checkpoint(tmp_path / "b", _views()[0]).eval()
     assert isinstance(again, TwoViewT5)
     trie = SIDTrie.from_catalog(_views()[1])
-    expect = constrained_beam_search(model.second_view(), batch, trie, beam=5, topk=5)
-    got = constrained_beam_search(again.second_view(), batch, trie, beam=5, topk=5)
+    expect = constrained_beam_search(model.views()[1], batch, trie, beam=5, topk=5)
+    got = constrained_beam_search(again.views()[1], batch, trie, beam=5, topk=5)
     assert torch.equal(got.items, expect.items)
     torch.testing.assert_close(got.scores, expect.scores)
     (tmp_path / "b" / "second_view.safetensors").unlink()
@@ -141,3 +141,21 @@ def test_each_view_starts_from_its_own_codebooks():
     assert torch.equal(alone.model.shared.weight[first.vocab_size:],
                        _model().model.shared.weight[first.vocab_size:])
     assert not torch.equal(rows[first.vocab_size:], alone.model.shared.weight[first.vocab_size:])
+
+
+def test_recommend_merges_the_views_beams():
+    from deepinterest.eval.ensemble import fuse
+    from deepinterest.eval.generative import recommend
+
+    model = _model(seed=3)
+    histories = [(3, 5), (0, 1, 11), (7,)]
+    merged = recommend(model, model.catalog, histories, beam=6, topk=4)
+    lists = [recommend(view, view.catalog, histories, beam=6, topk=6) for view in model.views()]
+    expected = fuse(lists, topk=4)
+    assert torch.equal(merged.items, expected.items)
+    assert not torch.equal(lists[0].items[:, :4], lists[1].items[:, :4])  # the views differ
+    # the first view is the protocol's: searched alone it is the model's own step
+    alone = constrained_beam_search(model, HistoryBatch(torch.tensor([[-1, 3, 5]]),
+                                                        torch.tensor([0])),
+                                    SIDTrie.from_catalog(model.catalog), beam=6, topk=6)
+    assert torch.equal(alone.items[0], lists[0].items[0])

@@ -14,11 +14,13 @@ backbone gets both views from one:
   whose row is otherwise unused (SID targets carry no end token). Training
   adds both views' teacher-forced cross-entropies over one encoder pass, so
   a step costs one encoder and two decoder passes.
-- **The first view is the protocol's.** ``catalog``, ``loss``'s first
-  half, ``step``, ``token_logprobs`` (GRPO) and the validation of a training
-  run speak the first view; :meth:`second_view` is a backbone over the
-  second view's catalogue (same weights) for the beam search, whose items
-  :func:`~deepinterest.eval.ensemble.fuse` merges with the first's.
+- **The first view is the protocol's.** ``catalog``, ``step`` and
+  ``token_logprobs`` (GRPO's sequence scores)
+  speak the first view. :meth:`TwoViewT5.views` gives each view as a backbone of
+  its own catalogue (same weights); :func:`~deepinterest.eval.generative.recommend`
+  beam-searches each and merges their items with
+  :func:`~deepinterest.eval.ensemble.fuse`, so validation, ``di eval`` and
+  serving rank the merged list. GRPO tunes the first view.
 - **Self-contained checkpoints.** ``save`` writes the second view's codes
   beside the weights, so ``load(folder, first_catalog)`` needs only the run's
   own sids artifact.
@@ -96,8 +98,10 @@ class TwoViewT5(T5Backbone):
             offsets = self.union.offsets[self.catalog.positions:].tolist()
             init_code_rows(weight, self.second.sizes, offsets, second)
 
-    def second_view(self) -> SecondView:
-        return SecondView(self)
+    def views(self) -> tuple[View, View]:
+        """Both views as backbones of their own catalogues; ``recommend`` (and so
+        validation, ``di eval`` and serving) merges their beams with ``fuse``."""
+        return View(self, 0), View(self, 1)
 
     # -- persistence -----------------------------------------------------------
 
@@ -123,16 +127,19 @@ class TwoViewT5(T5Backbone):
             "second": SIDCatalog([], sids, tuple(info["second_sizes"]))}
 
 
-class SecondView(nn.Module):
-    """The second view of a :class:`TwoViewT5` as a backbone of its own catalogue, for the
-    beam search (:func:`~deepinterest.eval.generative.recommend`)."""
+class View(nn.Module):
+    """One SID view of a :class:`TwoViewT5` as a backbone of that view's catalogue (its
+    own token layout), for the beam search. Made on demand by :meth:`TwoViewT5.views`."""
 
-    def __init__(self, model: TwoViewT5) -> None:
+    def __init__(self, model: TwoViewT5, index: int) -> None:
         super().__init__()
         self.model = model
-        self.catalog = SIDCatalog(model.catalog.item_ids, model.second.sids, model.second.sizes)
-        # second-view token t (its own layout) is union token t + shift
-        self.shift = model.catalog.vocab_size - NUM_SPECIAL
+        first = model.catalog
+        if index == 0:
+            self.catalog, self.start_token, self.shift = first, BOS, 0
+        else:  # view token t (own layout) is union token t + shift
+            self.catalog = SIDCatalog(first.item_ids, model.second.sids, model.second.sizes)
+            self.start_token, self.shift = SECOND_START, first.vocab_size - NUM_SPECIAL
 
     def start(self, batch: HistoryBatch) -> T5State:
         return self.model.start(batch)
@@ -144,5 +151,8 @@ class SecondView(nn.Module):
         self.model.reorder(state, parents)
 
     def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
-        logp = self.model.next_logprobs(state, prefix + self.shift, SECOND_START)
-        return torch.cat([logp[:, :NUM_SPECIAL], logp[:, self.model.catalog.vocab_size:]], 1)
+        """Log-probabilities [rows, this view's vocabulary]: the special tokens, then this
+        view's code blocks, read off the union vocabulary's log-softmax."""
+        logp = self.model.next_logprobs(state, prefix + self.shift, self.start_token)
+        low = NUM_SPECIAL + self.shift
+        return torch.cat([logp[:, :NUM_SPECIAL], logp[:, low: low + sum(self.catalog.sizes)]], 1)

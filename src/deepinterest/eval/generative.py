@@ -60,7 +60,17 @@ def recommend(
     beam: int = DEFAULT_BEAM, topk: int = 10, batch_size: int = 256, max_history: int = DEFAULT_MAX_HISTORY,
     trie: SIDTrie | None = None,
 ) -> Recommendations:
-    """Top-``topk`` valid items for each history (item positions, best first)."""
+    """Top-``topk`` valid items for each history (item positions, best first).
+
+    A backbone with several SID views (a ``views()`` method, e.g.
+    :class:`~deepinterest.backbones.t5_views.TwoViewT5`) is searched once per
+    view, each beam handing over its ``beam`` items, and the lists merged by
+    :func:`~.ensemble.fuse` (``trie`` is the first view's).
+    """
+    if hasattr(backbone, "views"):
+        return _merged_views(backbone, catalog, histories, users=users, beam=beam,
+                             topk=topk, batch_size=batch_size, max_history=max_history,
+                             trie=trie)
     users = list(users) if users is not None else [0] * len(histories)
     trie = trie if trie is not None else SIDTrie.from_catalog(catalog)
     k = min(topk, beam, trie.num_items)
@@ -79,6 +89,16 @@ def recommend(
     finally:
         backbone.train(was_training)
     return Recommendations(items, scores)
+
+
+def _merged_views(backbone, catalog, histories, *, beam: int, topk: int,
+                  trie: SIDTrie | None, **search) -> Recommendations:
+    from .ensemble import fuse
+
+    lists = [recommend(view, view.catalog, histories, beam=beam, topk=beam,
+                       trie=trie if n == 0 else None, **search)
+             for n, view in enumerate(backbone.views())]
+    return fuse(lists, topk=min(topk, beam, len(catalog.item_ids)))
 
 
 def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = DEFAULT_BEAM,

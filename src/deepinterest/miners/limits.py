@@ -1,7 +1,7 @@
 """Rate limits and the dollar budget of the remote miners (:mod:`.engine`).
 
 :class:`Throttle` keeps a remote miner under its requests-per-minute and
-tokens-per-minute limits (two :class:`TokenBucket`\ s) and pauses it after a
+tokens-per-minute limits (two :class:`TokenBucket` instances) and pauses it after a
 429; :class:`Budget` stops it before the dollars spent and reserved pass
 ``budget``. Both run inside the engine's event loop.
 """
