@@ -11,6 +11,9 @@ takes the run config's ``train`` and ``split`` settings (``--config``, the
 defaults otherwise) through ``train_sft``, which validates the first view each
 epoch; a finished ``--out`` is read back rather than trained again. The record
 scores each view alone and the merge on every user of ``--split``.
+``--time-steps N`` instead times N training steps of a one-view ``t5`` (the first
+view) and of the two-view model, alternating, in the same process (no training
+folder is written).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from deepinterest.backbones.t5 import T5Backbone
 from deepinterest.backbones.t5_views import TwoViewT5
 from deepinterest.config import RunConfig, load_config
 from deepinterest.data import load_dataset
@@ -31,7 +35,7 @@ from deepinterest.eval.generative import ranks_in, recommend
 from deepinterest.eval.metrics import metrics_from_ranks
 from deepinterest.schemas.sids import load_quantizer
 from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
-from deepinterest.train.sft import RESULT_FILE, train_sft
+from deepinterest.train.sft import RESULT_FILE, time_train_steps, train_sft
 from records import record_and_print
 
 METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
@@ -43,7 +47,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sids", type=Path, required=True, help="the first view")
     p.add_argument("--second-sids", type=Path, required=True, help="the second view")
     p.add_argument("--config", type=Path, default=None, help="run config (train, split, eval)")
-    p.add_argument("--out", type=Path, required=True, help="the training folder")
+    p.add_argument("--out", type=Path, default=None, help="the training folder (required "
+                   "unless --time-steps)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=None, help="0 = no early stopping")
     p.add_argument("--seed", type=int, default=None)
@@ -51,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--split", choices=["valid", "test"], default="valid")
     p.add_argument("--weights", type=float, nargs=2, default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--time-steps", type=int, default=None, metavar="N",
+                   help="time N steps of t5 and t5-views instead of training")
     p.add_argument("--record", default=None)
     p.add_argument("--results-dir", type=Path, default=None)
     return p.parse_args()
@@ -82,6 +89,20 @@ def train(args, cfg: RunConfig, dataset, first, second, splits) -> None:
               provenance=provenance)
 
 
+def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
+    """Seconds per training step of each backbone, three alternating rounds (best of each)."""
+    builds = {"t5": lambda: T5Backbone(catalog=first, **cfg.train.options),
+              "t5-views": lambda: TwoViewT5(catalog=first, second=second, **cfg.train.options)}
+    best = {name: float("inf") for name in builds}
+    for _ in range(3):
+        for name, build in builds.items():
+            torch.manual_seed(0)
+            seconds, _ = time_train_steps(build(), splits, cfg.train.sft, args.time_steps)
+            best[name] = min(best[name], seconds)
+    return {f"{name} s/step": round(v, 4) for name, v in best.items()} | {
+        "t5-views / t5": round(best["t5-views"] / best["t5"], 3)}
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
@@ -90,6 +111,18 @@ def main() -> None:
     dataset = load_dataset(args.dataset)
     first, second = load_catalog(dataset, args.sids), load_catalog(dataset, args.second_sids)
     splits = leave_one_out(dataset, max_history=cfg.split.max_history)
+    if args.time_steps:
+        record_and_print(
+            name=args.record or "two-view-t5-steps", dataset=str(args.dataset),
+            method="training step time, t5 against t5-views (same process)",
+            figures=time_steps(args, cfg, first, second, splits),
+            seconds=time.perf_counter() - started, directory=args.results_dir,
+            notes=f"the first {args.time_steps} steps of epoch 1, best of 3 alternating "
+            f"rounds; options {cfg.train.options}; batch {cfg.train.sft.batch_size}; "
+            f"precision {cfg.train.sft.precision}; threads {args.threads}")
+        return
+    if args.out is None:
+        raise SystemExit("--out: the training folder is required")
     train(args, cfg, dataset, first, second, splits)
     model = load_checkpoint(args.out / args.checkpoint, first).eval()
     examples = getattr(splits, args.split)

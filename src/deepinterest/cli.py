@@ -149,6 +149,8 @@ def tokenize_cmd(
     collab_weight: Optional[float] = _override(TokenizeConfig, "collab_weight"),
     allow_id_only: Optional[bool] = _override(TokenizeConfig, "allow_id_only",
                                               "--allow-id-only/--no-allow-id-only"),
+    second: bool = typer.Option(False, "--second", help="the config's \\[tokenize.second] "
+                                "view instead (written to sids-second unless --out is given)"),
     force: bool = typer.Option(False, help="rebuild even if up to date, and replace a folder "
                                "that is not a sids artifact"),
 ) -> None:
@@ -157,6 +159,11 @@ def tokenize_cmd(
     from .api import as_config, tokenize_items
 
     cfg = as_config(config).tokenize
+    if second:
+        cfg = cfg.second_view()
+        if cfg is None:
+            raise DeepInterestError("--second: the config has no [tokenize.second] table")
+        out = _DEFAULT_RUN.second_sids if out == _DEFAULT_RUN.sids else out
     overrides = {"quantizer": quantizer, "levels": levels, "codebook_size": codebook_size,
                  "balanced_last_level": balanced, "interests": interests,
                  "interest_mode": interest_mode, "interest_labels": interest_labels,

@@ -162,6 +162,11 @@ class TokenizeConfig(StrictModel):
     collab_dim: int = Field(64, ge=2, description="dimensions of the collaborative vector")
     collab_window: int = Field(3, ge=1, description="items at most this far apart in a "
                                "user's training history co-occur (weight 1 / distance)")
+    # A second SID view of the same items (backbones/t5_views.py): off unless set.
+    second: dict[str, Any] | None = Field(
+        None, description="settings that differ for a second SID view of the items (e.g. "
+        "interests = 'mine', interest_mode = 'fusion'), tokenized into <workdir>/sids-second; "
+        "needs train.backbone = 't5-views'")
 
     @field_validator("interests", mode="before")
     @classmethod
@@ -184,6 +189,25 @@ class TokenizeConfig(StrictModel):
         if isinstance(value, int) and value < 2:
             raise ValueError("codebook_size must be >= 2 or 'auto'")
         return value
+
+    def second_view(self) -> TokenizeConfig | None:
+        """The second view's settings: these, with ``second``'s changes (None when unset)."""
+        if self.second is None:
+            return None
+        if "second" in self.second:
+            raise ValueError("tokenize.second cannot hold a third view ('second' inside it)")
+        return TokenizeConfig.model_validate(
+            self.model_dump(exclude={"second"}) | self.second)
+
+    @model_validator(mode="after")
+    def _second_view_is_valid(self) -> TokenizeConfig:
+        try:
+            self.second_view()
+        except ValidationError as err:  # named as the view's own fields, values not echoed
+            problems = "; ".join(".".join(map(str, e["loc"])) + ": " * bool(e["loc"])
+                                 + e["msg"] for e in err.errors())
+            raise ValueError(f"the second view's settings: {problems}") from None
+        return self
 
     @model_validator(mode="after")
     def _first_mode_splits_rkmeans(self) -> TokenizeConfig:

@@ -1,7 +1,7 @@
 """Where each artifact of a run lives: one place that spells the run folder's paths.
 
     <workdir>/config.yaml  run.json
-              dataset/  interests/  sids/  sft/{best,last}/  rl/{best,last}/  eval/  baseline/
+              dataset/  interests/  sids/  [sids-second/]  sft/{best,last}/  rl/{best,last}/  eval/  baseline/
 
 The CLI and the chain both find folders through :class:`RunLayout`, so a
 stage's folder name is written once (docs/pipeline.md describes each).
@@ -31,6 +31,7 @@ class RunLayout:
     dataset = _under_root("dataset")
     interests = _under_root("interests")
     sids = _under_root("sids")
+    second_sids = _under_root("sids-second")  # [tokenize.second]'s view, when set
     sft = _under_root("sft")
     rl = _under_root("rl")
     eval = _under_root("eval")

@@ -85,8 +85,11 @@ def run(cfg: RunConfig, *, on_stage: Callable[[StageResult], None] | None = None
     folder), so a second run on the same folder fails at once instead of
     mixing its files with this one's.
     """
+    from .train.stage import check_views
+
     layout = RunLayout(cfg.workdir)
     _check_workdir(layout)
+    check_views(cfg.train, cfg.tokenize.second is not None)  # before hours of earlier stages
     with stage_lock(layout.root):
         layout.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, layout.config, header=_CONFIG_HEADER)
@@ -128,11 +131,21 @@ def _tokenize(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     ``interests/`` (so mining must be on), a path takes that artifact."""
     from .tokenizers.interests import RUN_INTERESTS
 
-    if cfg.tokenize.interests == RUN_INTERESTS and not cfg.mine.miners:
-        raise DeepInterestError(f"tokenize.interests = {RUN_INTERESTS!r} uses the interests "
-                                "this run mines, but [mine] has no miners; add a miner, or "
-                                "name an interests folder, or unset tokenize.interests")
+    second = cfg.tokenize.second_view()
+    for name, view in (("tokenize", cfg.tokenize), ("tokenize.second", second)):
+        if view is not None and view.interests == RUN_INTERESTS and not cfg.mine.miners:
+            raise DeepInterestError(f"{name}.interests = {RUN_INTERESTS!r} uses the interests "
+                                    "this run mines, but [mine] has no miners; add a miner, "
+                                    f"or name an interests folder, or unset {name}.interests")
     return stages.tokenize_items(run.dataset, run.sids, cfg.tokenize, progress=progress)
+
+
+def _tokenize_second(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
+    """``[tokenize.second]``'s view of the items (checked with the first, above)."""
+    second = cfg.tokenize.second_view()
+    if second is None:
+        return None
+    return stages.tokenize_items(run.dataset, run.second_sids, second, progress=progress)
 
 
 def _train_sft(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
@@ -156,5 +169,5 @@ def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 # The chain, in order: one entry per stage (a stage that is not shipped yet is
 # listed in PLANNED_STAGES instead).
 STEPS: tuple[Callable[[RunConfig, RunLayout, bool], StageResult | None], ...] = (
-    _data, _mine, _tokenize, _train_sft, _train_rl, _eval, _baseline,
+    _data, _mine, _tokenize, _tokenize_second, _train_sft, _train_rl, _eval, _baseline,
 )

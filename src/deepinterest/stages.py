@@ -107,13 +107,15 @@ def tokenize_items(dataset: str | Path, out: str | Path,
 def train_sft(config: ConfigLike = None, *, force: bool = False,
               progress: bool = True) -> StageResult:
     """Supervised fine-tuning of the backbone on the run's SIDs (``di train --stage sft``):
-    reads ``<workdir>/dataset`` and ``sids``, writes ``<workdir>/sft``."""
+    reads ``<workdir>/dataset`` and ``sids`` (and ``sids-second`` with
+    ``[tokenize.second]``), writes ``<workdir>/sft``."""
     from .train.stage import train_stage
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)
     return train_stage(cfg.train, cfg.split, run_.dataset, run_.sids, run_.sft,
                        evaluation=cfg.eval, interests_dir=_run_interests(cfg, run_),
+                       second_sids_dir=run_.second_sids if cfg.tokenize.second else None,
                        force=force, progress=progress)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .generative import Recommendations
+from .lists import Recommendations
 
 RULES = ("probability", "rrf")
 RRF_C = 60.0  # the usual constant of reciprocal-rank fusion (Cormack et al., 2009)

@@ -16,7 +16,6 @@ outputs are put back in the caller's order.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,14 +24,9 @@ from ..backbones.base import HistoryBatch, pad_histories
 from ..backbones.decoding import constrained_beam_search
 from ..backbones.trie import SIDTrie
 from ..data.splits import DEFAULT_MAX_HISTORY, Example
+from .ensemble import fuse
+from .lists import Recommendations
 from .metrics import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
-
-
-class Recommendations(NamedTuple):
-    """Each history's best items, best first (-1 where fewer than ``topk`` exist)."""
-
-    items: torch.Tensor  # int64 [N, k]
-    scores: torch.Tensor  # float32 [N, k] summed SID-token log-probabilities
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
@@ -93,8 +87,6 @@ def recommend(
 
 def _merged_views(backbone, catalog, histories, *, beam: int, topk: int,
                   trie: SIDTrie | None, **search) -> Recommendations:
-    from .ensemble import fuse
-
     lists = [recommend(view, view.catalog, histories, beam=beam, topk=beam,
                        trie=trie if n == 0 else None, **search)
              for n, view in enumerate(backbone.views())]

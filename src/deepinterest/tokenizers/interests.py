@@ -91,7 +91,8 @@ def stage_config(cfg: TokenizeConfig) -> dict[str, Any]:
     from .collab import COLLAB_FIELDS
     from .images import IMAGE_FIELDS
 
-    exclude = {"cache_dir", "interests", "allow_id_only"}  # decides no SID
+    # decides no SID of this artifact (the second view is an artifact of its own)
+    exclude = {"cache_dir", "interests", "allow_id_only", "second"}
     if not cfg.image_weight:  # text-only SIDs keep the fingerprint they had before images
         exclude.update(IMAGE_FIELDS)
     if not cfg.collab_weight:  # nor without the collaborative slot

@@ -96,29 +96,36 @@ def _start_folder(out: Path, key: dict[str, Any]) -> None:
     atomic_write_text(marker, json.dumps(key, indent=2) + "\n")
 
 
-def init_from_codebooks(backbone: Any, sids_dir: str | Path) -> None:
-    """Start ``backbone``'s code embeddings from the codewords of the run's quantizer."""
+def init_from_codebooks(backbone: Any, *sids_dirs: str | Path) -> None:
+    """Start ``backbone``'s code embeddings from the codewords of the run's quantizers
+    (one per SID view, in order)."""
     if not hasattr(backbone, "init_code_embeddings"):
         raise DeepInterestError(f"train.init_from_codebooks: the {type(backbone).__name__} "
                                 "backbone cannot start from codebooks; set it to false")
-    quantizer = load_quantizer(sids_dir)
-    if not hasattr(quantizer, "codebooks"):
-        raise DeepInterestError(f"train.init_from_codebooks: the {type(quantizer).__name__} "
-                                "quantizer has no codebooks; set it to false")
-    backbone.init_code_embeddings(quantizer.codebooks)
+    books = []
+    for sids_dir in sids_dirs:
+        quantizer = load_quantizer(sids_dir)
+        if not hasattr(quantizer, "codebooks"):
+            raise DeepInterestError(f"train.init_from_codebooks: the "
+                                    f"{type(quantizer).__name__} quantizer has no codebooks; "
+                                    "set it to false")
+        books.append(quantizer.codebooks)
+    backbone.init_code_embeddings(*books)
 
 
 def train_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str | Path,
                 sids_dir: str | Path, out: str | Path, *, evaluation: EvalConfig | None = None,
-                interests_dir: str | Path | None = None, progress: bool = True,
-                force: bool = False) -> StageResult:
+                interests_dir: str | Path | None = None, second_sids_dir: str | Path | None = None,
+                progress: bool = True, force: bool = False) -> StageResult:
     """Supervised fine-tuning of the configured backbone (``di train --stage sft``).
 
     Checkpoints are chosen on validation ranked with ``evaluation`` (an
     :class:`~deepinterest.config.EvalConfig`; its defaults when None), as
     ``di eval`` ranks. ``interests_dir`` (the run's interests artifact) feeds
-    ``train.interest_tokens``, which needs it. ``force`` lets ``out`` replace a
-    folder that is not a training folder.
+    ``train.interest_tokens``, which needs it. ``second_sids_dir`` (the run's
+    ``sids-second``, from ``[tokenize.second]``) is the second SID view a two-view
+    backbone learns. ``force`` lets ``out`` replace a folder that is not a training
+    folder.
     """
     dataset_dir, sids_dir, out = Path(dataset_dir), Path(sids_dir), Path(out)
     evaluation = evaluation or EvalConfig()
@@ -134,17 +141,35 @@ def train_stage(train_cfg: TrainConfig, split_cfg: SplitConfig, dataset_dir: str
     else:  # runs without interest tokens keep the fingerprint they had before the option
         for name in INTEREST_TOKEN_FIELDS:
             del config["train"][name]
+    second = None if second_sids_dir is None else Path(second_sids_dir)
+    check_views(train_cfg, second is not None)
+    if second is not None:
+        inputs["second_sids"] = artifact_fingerprint(second)
     if is_up_to_date(out, config=config, inputs=inputs):
         return StageResult(SFT_STAGE, out, True, 0.0, {})
     return _locked(SFT_STAGE, out, force, lambda info: _train(
-        train_cfg, split_cfg, evaluation, dataset_dir, sids_dir,
+        train_cfg, split_cfg, evaluation, dataset_dir, (sids_dir, second),
         None if interests_dir is None else Path(interests_dir), out, config, inputs, info,
         progress))
 
 
+def check_views(train_cfg: TrainConfig, second: bool) -> None:
+    """A second SID view (``[tokenize.second]``) and a backbone that learns two go
+    together (checked by ``di run`` before any stage, and by the training stage)."""
+    learns_two = parameter(get("backbones", train_cfg.backbone), "second") is not None
+    if second and not learns_two:
+        raise DeepInterestError(f"[tokenize.second] makes a second SID view, but the "
+                                f"{train_cfg.backbone!r} backbone learns one: set "
+                                "train.backbone = 't5-views', or unset tokenize.second")
+    if not second and learns_two:
+        raise DeepInterestError(f"the {train_cfg.backbone!r} backbone learns two SID views: "
+                                "set [tokenize.second] (the second view's settings)")
+
+
 def build_backbone(train_cfg: TrainConfig, catalog: Any, dataset: Any,
-                   interests_dir: Path | None) -> Any:
-    """The configured backbone, with the items' interest table when it asks for tokens."""
+                   interests_dir: Path | None, second: Any = None) -> Any:
+    """The configured backbone, with the items' interest table when it asks for tokens
+    and the second view's catalogue ``second`` when it learns two."""
     options = dict(train_cfg.options)
     table = None
     if train_cfg.interest_tokens:
@@ -163,7 +188,7 @@ def build_backbone(train_cfg: TrainConfig, catalog: Any, dataset: Any,
         options |= {"interest_tokens": train_cfg.interest_tokens,
                     "interest_vocabulary": len(vocabulary)}
     return create_with("backbones", train_cfg.backbone,
-                       {"catalog": catalog, "interests": table}, **options)
+                       {"catalog": catalog, "interests": table, "second": second}, **options)
 
 
 def _locked(stage: str, out: Path, force: bool,
@@ -212,19 +237,21 @@ def _close_run(stage: str, out: Path, result, model: str, counts: dict, config: 
 
 
 def _train(train_cfg: TrainConfig, split_cfg: SplitConfig, evaluation: EvalConfig,
-           dataset_dir: Path, sids_dir: Path, interests_dir: Path | None, out: Path,
-           config: dict, inputs: dict, info, progress: bool) -> StageResult:
+           dataset_dir: Path, views: tuple[Path, Path | None], interests_dir: Path | None,
+           out: Path, config: dict, inputs: dict, info, progress: bool) -> StageResult:
     from .sft import train_sft
 
     start = time.perf_counter()
+    sids_dir, second_dir = views
     opened = _open_run(SFT_STAGE, split_cfg, dataset_dir, sids_dir, out, config, inputs, info)
     if opened is None:
         return StageResult(SFT_STAGE, out, True, 0.0, {})
     dataset, catalog, splits = opened
+    second = None if second_dir is None else load_catalog(dataset, second_dir)
     torch.manual_seed(train_cfg.sft.seed)  # the initial weights, the same on every run
-    backbone = build_backbone(train_cfg, catalog, dataset, interests_dir)
+    backbone = build_backbone(train_cfg, catalog, dataset, interests_dir, second)
     if train_cfg.init_from_codebooks:
-        init_from_codebooks(backbone, sids_dir)
+        init_from_codebooks(backbone, *(d for d in views if d is not None))
     # The folder is ours and locked: a last/ from another config (a crash, an older
     # version) is restarted rather than refused.
     result = train_sft(backbone, catalog, splits, train_cfg.sft, out, progress=progress,

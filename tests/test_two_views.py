@@ -1,0 +1,95 @@
+"""A run with a second SID view (``[tokenize.second]``, ``train.backbone = "t5-views"``):
+two tokenize stages, one model, and every ranking (validation, ``di eval``, serving) the
+merge of both views' beams."""
+
+import json
+
+import pytest
+
+import deepinterest as di
+from deepinterest.backbones.t5_views import TwoViewT5
+from deepinterest.data.splits import leave_one_out
+from deepinterest.eval.ensemble import fuse
+from deepinterest.eval.generative import ranks_in, recommend
+from deepinterest.eval.metrics import metrics_from_ranks
+from deepinterest.layout import RunLayout
+from deepinterest.train.checkpoints import open_trained
+
+SECOND = '\n[tokenize.second]\ninterests = "mine"\ninterest_mode = "fusion"\n'
+
+
+def _config(root, tiny_config, *, backbone="t5-views", second=SECOND):
+    path = tiny_config(root)
+    text = path.read_text().replace('backbone = "t5"', f'backbone = "{backbone}"')
+    path.write_text(text + second)
+    return di.load_config(path)
+
+
+@pytest.fixture(scope="module")
+def two_views(tmp_path_factory, tiny_config):
+    cfg = _config(tmp_path_factory.mktemp("views"), tiny_config)
+    stages = []
+    di.run(cfg, on_stage=stages.append, progress=False)
+    return cfg, stages
+
+
+def test_the_run_tokenizes_both_views_and_trains_one_two_view_model(two_views):
+    cfg, stages = two_views
+    layout = RunLayout(cfg.workdir)
+    assert [s.stage for s in stages] == ["data", "mine", "tokenize", "tokenize", "train-sft",
+                                         "eval", "baseline"]
+    assert [s.path for s in stages[2:4]] == [layout.sids, layout.second_sids]
+    manifest = json.loads((layout.second_sids / "manifest.json").read_text())
+    assert manifest["config"]["interest_mode"] == "fusion"
+    trained = open_trained(layout.dataset, layout.sids, layout.checkpoint)
+    assert isinstance(trained.backbone, TwoViewT5)
+    second = [json.loads(line)["sid"] for line in (layout.second_sids / "sids.jsonl").open()]
+    assert trained.backbone.second.sids.tolist() == second
+
+
+def test_eval_and_serving_rank_the_merge_of_both_views(two_views):
+    cfg, _ = two_views
+    layout = RunLayout(cfg.workdir)
+    trained = open_trained(layout.dataset, layout.sids, layout.checkpoint)
+    test = leave_one_out(trained.dataset, max_history=cfg.split.max_history).test
+    histories = [e.history for e in test]
+    lists = [recommend(view, view.catalog, histories, beam=cfg.eval.beam, topk=cfg.eval.beam,
+                       max_history=cfg.split.max_history) for view in trained.backbone.views()]
+    merged = fuse(lists, topk=max(cfg.eval.ks))
+    expected = metrics_from_ranks(ranks_in(merged, [e.target for e in test]), cfg.eval.ks)
+    assert di.read_metrics(layout.eval)["test"] == pytest.approx(expected.values, abs=1e-12)
+    model = di.load_recommender(cfg)
+    user = trained.dataset.users[3]
+    served = [r.item for r in model.recommend(user.id, k=10)]
+    one = fuse([recommend(view, view.catalog, [user.items], beam=cfg.eval.beam,
+                          topk=cfg.eval.beam, max_history=cfg.split.max_history)
+                for view in trained.backbone.views()], topk=10)
+    assert served == [trained.dataset.items[i].id for i in one.items[0].tolist()]
+
+
+def test_a_change_to_the_second_view_retokenizes_it_and_retrains(two_views):
+    cfg, _ = two_views
+    changed = cfg.model_copy(deep=True)
+    changed.tokenize.second = {**cfg.tokenize.second, "interest_weight": 0.3}
+    stages = {str(s.path): s.skipped for s in di.run(changed, progress=False).stages}
+    layout = RunLayout(cfg.workdir)
+    assert stages[str(layout.sids)] and not stages[str(layout.second_sids)]
+    assert not stages[str(layout.sft)]
+
+
+@pytest.mark.parametrize("backbone, second, message", [
+    ("t5", SECOND, "learns one"), ("t5-views", "", "learns two")])
+def test_a_view_and_a_backbone_that_disagree_fail_before_any_stage(
+        tmp_path, tiny_config, backbone, second, message):
+    cfg = _config(tmp_path, tiny_config, backbone=backbone, second=second)
+    with pytest.raises(di.DeepInterestError, match=message):
+        di.run(cfg, progress=False)
+    assert not (tmp_path / "work" / "dataset").exists()
+
+
+def test_second_view_settings_are_checked_with_the_config(tmp_path, tiny_config):
+    for bad, message in (('levels = 0', "second view's settings: levels"),
+                         ('second = { levels = 2 }', "third view")):
+        with pytest.raises(di.DeepInterestError, match=message):
+            _config(tmp_path, tiny_config, second=f"\n[tokenize.second]\n{bad}\n")
+    assert di.RunConfig().tokenize.second_view() is None
