@@ -17,16 +17,17 @@ SMALL = dict(d_model=32, encoder_layers=1, decoder_layers=1, heads=2, d_kv=16, d
 ITEMS = 12
 
 
-def _views() -> tuple[SIDCatalog, SIDCatalog]:
+def _views(second_positions: int = 2) -> tuple[SIDCatalog, SIDCatalog]:
     first = [(i // 4, (i // 2) % 2, i % 2) for i in range(ITEMS)]  # sizes (3, 2, 2)
-    second = [(i % 5, i // 5) for i in range(ITEMS)]  # sizes (5, 3): another grouping
+    # another grouping: sizes (5, 3), or (5, 3, 1) for as many positions as the first
+    second = [(i % 5, i // 5, 0)[:second_positions] for i in range(ITEMS)]
     return (SIDCatalog.from_codes(torch.tensor(first)),
             SIDCatalog.from_codes(torch.tensor(second)))
 
 
-def _model(seed: int = 0) -> TwoViewT5:
+def _model(seed: int = 0, second_positions: int = 2) -> TwoViewT5:
     torch.manual_seed(seed)
-    first, second = _views()
+    first, second = _views(second_positions)
     return TwoViewT5(catalog=first, second=second, **SMALL).eval()
 
 
@@ -45,8 +46,10 @@ def _chain_logprob(view, batch: HistoryBatch, targets: torch.Tensor) -> torch.Te
     return torch.cat(steps, 1).mean()
 
 
-def test_the_loss_is_the_mean_of_what_each_view_decodes_with():
-    model, batch, targets = _model(), _batch(), torch.tensor([4, 9, 2])
+@pytest.mark.parametrize("second_positions", [2, 3])  # views of other / equal lengths
+def test_the_loss_is_the_mean_of_what_each_view_decodes_with(second_positions):
+    model, batch = _model(second_positions=second_positions), _batch()
+    targets = torch.tensor([4, 9, 2])
     with torch.no_grad():
         loss = model.loss(batch, targets)
     first = _chain_logprob(model, batch, targets)

@@ -74,14 +74,22 @@ class TwoViewT5(T5Backbone):
         state = self.encode(batch)
         codes = self.item_codes[targets]
         split = self.catalog.positions
-        losses = []
-        for start, labels in ((BOS, codes[:, :split]), (SECOND_START, codes[:, split:])):
-            first = torch.full_like(labels[:, :1], start)
-            logits = self._logits(state, torch.cat([first, labels[:, :-1]], dim=1))
-            losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                          labels.reshape(-1),
-                                          label_smoothing=self.options["label_smoothing"]))
-        return (losses[0] + losses[1]) / 2
+        first, second = codes[:, :split], codes[:, split:]
+        if first.shape == second.shape:  # one decoder call over both views' rows: the
+            # same loss (equal token counts), half the small kernels
+            rows = T5State(state.hidden.repeat(2, 1, 1), state.mask.repeat(2, 1), cross=None)
+            starts = torch.cat([torch.full_like(first[:, :1], BOS),
+                                torch.full_like(second[:, :1], SECOND_START)])
+            return self._cross_entropy(rows, starts, torch.cat([first, second]))
+        return (self._cross_entropy(state, torch.full_like(first[:, :1], BOS), first)
+                + self._cross_entropy(state, torch.full_like(second[:, :1], SECOND_START),
+                                      second)) / 2
+
+    def _cross_entropy(self, state: T5State, starts: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+        logits = self._logits(state, torch.cat([starts, labels[:, :-1]], dim=1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               label_smoothing=self.options["label_smoothing"])
 
     def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
         """The first view's next-token log-probabilities (its ids lead the vocabulary)."""
