@@ -92,3 +92,17 @@ def test_an_error_in_a_list_entry_names_that_entrys_line(tmp_path):
                         'backend = "nope"\n')
     with pytest.raises(ConfigError, match=r"line 5, key 'mine.miners.1.backend'"):
         load_config(toml_cfg)
+
+
+def test_every_example_config_loads_and_its_views_agree_with_its_backbone():
+    from deepinterest.train.stage import check_views
+
+    examples = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
+    assert len(examples) >= 3
+    for path in examples:
+        cfg = load_config(path)
+        check_views(cfg.train, cfg.tokenize.second is not None)
+    views = load_config(examples[0].parent / "beauty-views.toml")
+    assert views.train.backbone == "t5-views"
+    assert views.tokenize.second_view().interest_mode == "fusion"
+    assert views.tokenize.second_view().collab_weight == 0.0 < views.tokenize.collab_weight
