@@ -162,3 +162,7 @@ def test_recommend_merges_the_views_beams():
                                                         torch.tensor([0])),
                                     SIDTrie.from_catalog(model.catalog), beam=6, topk=6)
     assert torch.equal(alone.items[0], lists[0].items[0])
+    for mode in (True, False):  # searching the views leaves the model in its own mode
+        model.train(mode)
+        recommend(model, model.catalog, histories, beam=6, topk=4)
+        assert model.training is mode

@@ -148,6 +148,7 @@ class View(nn.Module):
         else:  # view token t (own layout) is union token t + shift
             self.catalog = SIDCatalog(first.item_ids, model.second.sids, model.second.sizes)
             self.start_token, self.shift = SECOND_START, first.vocab_size - NUM_SPECIAL
+        self.train(model.training)  # recommend() restores this mode on the model after
 
     def start(self, batch: HistoryBatch) -> T5State:
         return self.model.start(batch)
