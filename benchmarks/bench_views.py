@@ -65,12 +65,11 @@ def parse_args() -> argparse.Namespace:
 
 def run_config(args) -> RunConfig:
     cfg = load_config(args.config) if args.config else RunConfig()
-    sft = cfg.train.sft
-    changes = {"epochs": args.epochs, "seed": args.seed, "threads": args.threads,
-               "patience": None if args.patience == 0 else args.patience}
-    keep = {"patience"} if args.patience is not None else set()
-    updates = {k: v for k, v in changes.items() if v is not None or k in keep}
-    cfg.train.sft = sft.model_copy(update=updates)
+    updates = {key: value for key, value in (("epochs", args.epochs), ("seed", args.seed),
+                                             ("threads", args.threads)) if value is not None}
+    if args.patience is not None:
+        updates["patience"] = args.patience or None  # 0: no early stopping
+    cfg.train.sft = cfg.train.sft.model_copy(update=updates)
     return cfg
 
 

@@ -93,3 +93,35 @@ def test_second_view_settings_are_checked_with_the_config(tmp_path, tiny_config)
         with pytest.raises(di.DeepInterestError, match=message):
             _config(tmp_path, tiny_config, second=f"\n[tokenize.second]\n{bad}\n")
     assert di.RunConfig().tokenize.second_view() is None
+
+
+def _bench_views(layout, *args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_views.py"), "--dataset",
+         str(layout.dataset), "--sids", str(layout.sids), "--second-sids",
+         str(layout.second_sids), "--config", str(layout.config), *args],
+        cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()  # training's epoch lines, the record's path, figures
+    start = max(n for n, line in enumerate(lines) if line.endswith(".json")) + 1
+    return dict(line.strip().rsplit("  ", 1) for line in lines[start:])
+
+
+def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, tmp_path):
+    cfg, _ = two_views
+    layout = RunLayout(cfg.workdir)
+    # the run's own finished training folder: read back, not trained again
+    figures = _bench_views(layout, "--out", str(layout.sft), "--results-dir", str(tmp_path))
+    valid = di.read_metrics(layout.eval)["valid"]
+    for metric in ("hr@5", "ndcg@5", "hr@10", "ndcg@10"):
+        assert float(figures[f"merged {metric}"]) == round(valid[metric], 4)
+    trained = _bench_views(layout, "--out", str(tmp_path / "out"), "--epochs", "1",
+                           "--results-dir", str(tmp_path))
+    assert trained["epochs run"] == "1" and (tmp_path / "out" / "best").is_dir()
+    timed = _bench_views(layout, "--time-steps", "2", "--results-dir", str(tmp_path))
+    assert float(timed["t5-views s/step"]) > 0 and float(timed["t5 s/step"]) > 0
