@@ -31,7 +31,7 @@ from deepinterest.config import RunConfig, load_config
 from deepinterest.data import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.eval.ensemble import fuse
-from deepinterest.eval.generative import ranks_in, recommend
+from deepinterest.eval.generative import ranks_in, view_lists
 from deepinterest.eval.metrics import metrics_from_ranks
 from deepinterest.schemas.sids import load_quantizer
 from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
@@ -126,9 +126,8 @@ def main() -> None:
     model = load_checkpoint(args.out / args.checkpoint, first).eval()
     examples = getattr(splits, args.split)
     histories, users = [e.history for e in examples], [e.user for e in examples]
-    lists = [recommend(view, view.catalog, histories, users=users, beam=cfg.eval.beam,
-                       topk=cfg.eval.beam, max_history=cfg.split.max_history)
-             for view in model.views()]
+    lists = view_lists(model, histories, users=users, beam=cfg.eval.beam,
+                       max_history=cfg.split.max_history)
     targets = [e.target for e in examples]
     figures: dict[str, float | int] = {}
     for name, recs in (("view 1", lists[0]), ("view 2", lists[1]),

@@ -125,3 +125,15 @@ def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, 
     assert trained["epochs run"] == "1" and (tmp_path / "out" / "best").is_dir()
     timed = _bench_views(layout, "--time-steps", "2", "--results-dir", str(tmp_path))
     assert float(timed["t5-views s/step"]) > 0 and float(timed["t5 s/step"]) > 0
+
+
+def test_a_users_own_folder_where_the_second_view_goes_survives(tmp_path, tiny_config):
+    cfg = _config(tmp_path, tiny_config)
+    own = RunLayout(cfg.workdir).second_sids
+    own.mkdir(parents=True)
+    (own / "notes.txt").write_text("mine")
+    with pytest.raises(di.DeepInterestError):
+        di.run(cfg, progress=False)
+    assert (own / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in own.iterdir()) == ["notes.txt"]
+    assert not (RunLayout(cfg.workdir).sft).exists()  # nothing trained on a missing view

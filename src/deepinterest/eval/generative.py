@@ -62,9 +62,9 @@ def recommend(
     :func:`~.ensemble.fuse` (``trie`` is the first view's).
     """
     if hasattr(backbone, "views"):
-        return _merged_views(backbone, catalog, histories, users=users, beam=beam,
-                             topk=topk, batch_size=batch_size, max_history=max_history,
-                             trie=trie)
+        lists = view_lists(backbone, histories, users=users, beam=beam, batch_size=batch_size,
+                           max_history=max_history, trie=trie)
+        return fuse(lists, topk=min(topk, beam, len(catalog.item_ids)))
     users = list(users) if users is not None else [0] * len(histories)
     trie = trie if trie is not None else SIDTrie.from_catalog(catalog)
     k = min(topk, beam, trie.num_items)
@@ -85,12 +85,14 @@ def recommend(
     return Recommendations(items, scores)
 
 
-def _merged_views(backbone, catalog, histories, *, beam: int, topk: int,
-                  trie: SIDTrie | None, **search) -> Recommendations:
-    lists = [recommend(view, view.catalog, histories, beam=beam, topk=beam,
-                       trie=trie if n == 0 else None, **search)
-             for n, view in enumerate(backbone.views())]
-    return fuse(lists, topk=min(topk, beam, len(catalog.item_ids)))
+def view_lists(backbone, histories: Sequence[tuple[int, ...]], *, beam: int = DEFAULT_BEAM,
+               trie: SIDTrie | None = None, **search) -> list[Recommendations]:
+    """Each SID view's beam (``beam`` items per history) of a backbone with ``views()``,
+    the lists :func:`recommend` merges; ``trie`` is the first view's, ``search`` takes
+    :func:`recommend`'s ``users``, ``batch_size`` and ``max_history``."""
+    return [recommend(view, view.catalog, histories, beam=beam, topk=beam,
+                      trie=trie if n == 0 else None, **search)
+            for n, view in enumerate(backbone.views())]
 
 
 def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = DEFAULT_BEAM,
@@ -127,4 +129,4 @@ def evaluate_generative(
 
 
 __all__ = ["NOT_FOUND", "Recommendations", "evaluate_generative", "history_batch",
-           "length_batches", "ranks_in", "recommend", "target_ranks"]
+           "length_batches", "ranks_in", "recommend", "target_ranks", "view_lists"]
