@@ -25,10 +25,10 @@ def _views(second_positions: int = 2) -> tuple[SIDCatalog, SIDCatalog]:
             SIDCatalog.from_codes(torch.tensor(second)))
 
 
-def _model(seed: int = 0, second_positions: int = 2) -> TwoViewT5:
+def _model(seed: int = 0, second_positions: int = 2, **options) -> TwoViewT5:
     torch.manual_seed(seed)
     first, second = _views(second_positions)
-    return TwoViewT5(catalog=first, second=second, **SMALL).eval()
+    return TwoViewT5(catalog=first, second=second, **SMALL, **options).eval()
 
 
 def _batch() -> HistoryBatch:
@@ -47,14 +47,22 @@ def _chain_logprob(view, batch: HistoryBatch, targets: torch.Tensor) -> torch.Te
 
 
 @pytest.mark.parametrize("second_positions", [2, 3])  # views of other / equal lengths
-def test_the_loss_is_the_mean_of_what_each_view_decodes_with(second_positions):
-    model, batch = _model(second_positions=second_positions), _batch()
-    targets = torch.tensor([4, 9, 2])
+@pytest.mark.parametrize("weight", [1.0, 0.25])
+def test_the_loss_weighs_what_each_view_decodes_with(second_positions, weight):
+    model = _model(second_positions=second_positions, second_weight=weight)
+    batch, targets = _batch(), torch.tensor([4, 9, 2])
     with torch.no_grad():
         loss = model.loss(batch, targets)
     first = _chain_logprob(model, batch, targets)
     second = _chain_logprob(model.views()[1], batch, targets)
-    torch.testing.assert_close(loss, -(first + second) / 2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, -(first + weight * second) / (1 + weight),
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.5, 1.5])
+def test_a_second_weight_outside_zero_to_one_is_refused(weight):
+    with pytest.raises(DeepInterestError, match="second_weight"):
+        _model(second_weight=weight)
 
 
 def test_each_view_scores_its_own_vocabulary_and_the_first_keeps_its_token_ids():
@@ -105,10 +113,11 @@ def test_both_views_learn_a_deterministic_next_item():
 
 
 def test_a_checkpoint_holds_the_second_view(tmp_path):
-    model, batch = _model(), _batch()
+    model, batch = _model(second_weight=0.5), _batch()
     model.save(tmp_path / "b")
     again = load_checkpoint(tmp_path / "b", _views()[0]).eval()
     assert isinstance(again, TwoViewT5)
+    assert again.options["second_weight"] == 0.5
     trie = SIDTrie.from_catalog(_views()[1])
     expect = constrained_beam_search(model.views()[1], batch, trie, beam=5, topk=5)
     got = constrained_beam_search(again.views()[1], batch, trie, beam=5, topk=5)

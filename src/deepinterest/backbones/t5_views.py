@@ -12,7 +12,8 @@ backbone gets both views from one:
 - **One encoder, one decoder, two start tokens.** The first view decodes
   from ``BOS`` as in :class:`~.t5.T5Backbone`; the second from ``EOS``,
   whose row is otherwise unused (SID targets carry no end token). Training
-  adds both views' teacher-forced cross-entropies over one encoder pass, so
+  adds both views' teacher-forced cross-entropies (the second weighted by
+  ``second_weight``, 1 by default) over one encoder pass, so
   a step costs one encoder and two decoder passes.
 - **The first view is the protocol's.** ``catalog``, ``step`` and
   ``token_logprobs`` (GRPO's sequence scores)
@@ -61,34 +62,47 @@ class TwoViewT5(T5Backbone):
 
     kind = KIND
 
-    def __init__(self, *, catalog: SIDCatalog, second: SIDCatalog, **options: Any) -> None:
+    def __init__(self, *, catalog: SIDCatalog, second: SIDCatalog, second_weight: float = 1.0,
+                 **options: Any) -> None:
+        if not 0.0 < second_weight <= 1.0:
+            raise DeepInterestError(f"second_weight must be in (0, 1], got {second_weight}")
         super().__init__(catalog=union_catalog(catalog, second), **options)
         self.union, self.catalog, self.second = self.catalog, catalog, second
+        if second_weight != 1.0:  # checkpoints without it keep the options they always had
+            self.options["second_weight"] = second_weight
 
     def target_tokens(self, targets: torch.Tensor) -> torch.Tensor:
         """The first view's SID tokens (what ``teacher_logits``/``token_logprobs`` score)."""
         return self.item_codes[targets][..., : self.catalog.positions]
 
     def loss(self, batch: HistoryBatch, targets: torch.Tensor) -> torch.Tensor:
-        """Mean of the two views' cross-entropies, one encoder pass for both."""
+        """The two views' cross-entropies, the second weighted by ``second_weight`` (w):
+        ``(CE1 + w * CE2) / (1 + w)``, one encoder pass for both (w = 1: their mean)."""
         state = self.encode(batch)
         codes = self.item_codes[targets]
         split = self.catalog.positions
         first, second = codes[:, :split], codes[:, split:]
-        if first.shape == second.shape:  # one decoder call over both views' rows: the
-            # same loss (equal token counts), half the small kernels
+        if first.shape == second.shape:  # one decoder call over both views' rows,
+            # half the small kernels
             rows = T5State(state.hidden.repeat(2, 1, 1), state.mask.repeat(2, 1), cross=None)
             starts = torch.cat([torch.full_like(first[:, :1], BOS),
                                 torch.full_like(second[:, :1], SECOND_START)])
-            return self._cross_entropy(rows, starts, torch.cat([first, second]))
-        return (self._cross_entropy(state, torch.full_like(first[:, :1], BOS), first)
-                + self._cross_entropy(state, torch.full_like(second[:, :1], SECOND_START),
-                                      second)) / 2
+            losses = self._cross_entropy(rows, starts, torch.cat([first, second])).mean(1)
+            return self._weighted(losses[: len(first)].mean(), losses[len(first):].mean())
+        return self._weighted(
+            self._cross_entropy(state, torch.full_like(first[:, :1], BOS), first).mean(),
+            self._cross_entropy(state, torch.full_like(second[:, :1], SECOND_START),
+                                second).mean())
+
+    def _weighted(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        weight = self.options.get("second_weight", 1.0)
+        return (first + weight * second) / (1.0 + weight)
 
     def _cross_entropy(self, state: T5State, starts: torch.Tensor,
                        labels: torch.Tensor) -> torch.Tensor:
+        """Per-token cross-entropy [rows, P] of teacher-forced ``labels``."""
         logits = self._logits(state, torch.cat([starts, labels[:, :-1]], dim=1))
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+        return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none",
                                label_smoothing=self.options["label_smoothing"])
 
     def step(self, state: T5State, prefix: torch.Tensor) -> torch.Tensor:
