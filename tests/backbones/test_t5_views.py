@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from deepinterest.backbones.base import HistoryBatch, SIDCatalog
 from deepinterest.backbones.decoding import constrained_beam_search

@@ -68,7 +68,6 @@ def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path
     import os
     import shutil
     import socket
-    import subprocess
     import sys
 
     root, cfg, _ = tiny_run
