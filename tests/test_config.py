@@ -18,6 +18,15 @@ def test_toml_and_yaml_load_the_same(tmp_path):
     assert a.workdir == Path("out")  # relative to where the user runs
 
 
+def test_patience_zero_in_a_file_turns_early_stopping_off(tmp_path):
+    (tmp_path / "c.toml").write_text("[train.sft]\npatience = 0\n[train.rl]\npatience = 0\n")
+    cfg = load_config(tmp_path / "c.toml")
+    assert cfg.train.sft.patience is None and cfg.train.rl.patience is None
+    (tmp_path / "c.toml").write_text("[train.sft]\npatience = -1\n")
+    with pytest.raises(ConfigError, match="patience"):
+        load_config(tmp_path / "c.toml")
+
+
 def test_unknown_key_names_file_line_and_key(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[data]\nsource = "default"\n\n[split]\nmax_histroy = 5\n')

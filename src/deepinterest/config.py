@@ -234,7 +234,8 @@ class TrainerConfig(StrictModel):
     warmup_steps: int = Field(100, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: float | None = Field(1.0, gt=0)
-    patience: int | None = Field(10, ge=1, description="evaluations without gain; None = off")
+    patience: int | None = Field(10, ge=1, description="evaluations without gain; None "
+                                 "(0 in a file) = off")
     eval_every: int = Field(1, ge=1, description="epochs between validations")
     eval_users: int | None = Field(None, ge=1, description="validation subset; None = all")
     eval_batch_size: int = Field(256, ge=1, description="users per validation beam search")
@@ -246,6 +247,12 @@ class TrainerConfig(StrictModel):
         "auto", description="bf16: autocast the training forward to bfloat16 (weights, "
         "gradients and optimizer stay fp32; validation runs in fp32); auto: bf16 where the "
         "CPU or GPU computes it natively, else fp32")
+
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _zero_patience_is_off(cls, value: Any) -> Any:
+        # TOML has no null: patience = 0 is how a config file turns early stopping off.
+        return None if value == 0 and not isinstance(value, bool) else value
 
 
 class SFTConfig(TrainerConfig):
@@ -325,8 +332,8 @@ class RLConfig(TrainerConfig):
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["cosine", "constant"] = "constant"
-    patience: int | None = Field(None, ge=1, description="evaluations without gain; None = "
-                                 "off")
+    patience: int | None = Field(None, ge=1, description="evaluations without gain; None "
+                                 "(0 in a file) = off")
     keep_start: bool = Field(True, description="the SFT model (epoch 0) competes for best on "
                              "validation, so RL never ends below its start; false: the best "
                              "of the RL epochs only")
