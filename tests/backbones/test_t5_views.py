@@ -46,9 +46,14 @@ def _chain_logprob(view, batch: HistoryBatch, targets: torch.Tensor) -> torch.Te
 
 
 @pytest.mark.parametrize("second_positions", [2, 3])  # views of other / equal lengths
-@pytest.mark.parametrize("weight", [1.0, 0.25])
-def test_the_loss_weighs_what_each_view_decodes_with(second_positions, weight):
-    model = _model(second_positions=second_positions, second_weight=weight)
+@pytest.mark.parametrize("weight,own", [(1.0, False), (0.25, False), (1.0, True)])
+def test_the_loss_weighs_what_each_view_decodes_with(second_positions, weight, own):
+    model = _model(second_positions=second_positions, second_weight=weight,
+                   second_decoder=own)
+    if own:  # its own weights, not a copy of the first decoder's
+        with torch.no_grad():
+            for value in model.second_decoder.block.parameters():
+                value.add_(0.1 * torch.randn_like(value))
     batch, targets = _batch(), torch.tensor([4, 9, 2])
     with torch.no_grad():
         loss = model.loss(batch, targets)
@@ -93,8 +98,9 @@ def test_an_item_is_read_as_the_sum_of_both_views_code_embeddings():
     assert int(union.offsets[first.positions]) == first.vocab_size
 
 
-def test_both_views_learn_a_deterministic_next_item():
-    model = _model()
+@pytest.mark.parametrize("own", [False, True])
+def test_both_views_learn_a_deterministic_next_item(own):
+    model = _model(second_decoder=own)
     model.train()
     histories = torch.arange(ITEMS).unsqueeze(1)
     targets = (torch.arange(ITEMS) + 5) % ITEMS
@@ -111,17 +117,49 @@ def test_both_views_learn_a_deterministic_next_item():
         assert torch.equal(found.items[:, 0], targets)
 
 
-def test_a_checkpoint_holds_the_second_view(tmp_path):
-    model, batch = _model(second_weight=0.5), _batch()
+def test_a_second_decoder_is_the_second_views_alone():
+    model, batch = _model(second_decoder=True), _batch()
+    first, second = model.views()
+    empty = torch.zeros(3, 0, dtype=torch.long)
+
+    def heads():
+        with torch.no_grad():
+            return [view.step(view.expand(view.start(batch), 1), empty) for view in (first, second)]
+
+    before = heads()
+    with torch.no_grad():
+        for value in model.second_decoder.block.parameters():
+            value.add_(0.1 * torch.randn_like(value))
+    after = heads()
+    torch.testing.assert_close(after[0], before[0])
+    assert not torch.allclose(after[1], before[1], atol=1e-3)
+    # one embedding table: both decoders read and write the same rows
+    assert model.second_decoder.embed_tokens.weight is model.model.shared.weight
+
+
+@pytest.mark.parametrize("own", [False, True])
+def test_a_checkpoint_holds_the_second_view(tmp_path, own):
+    model, batch = _model(second_weight=0.5, second_decoder=own), _batch()
+    if own:
+        with torch.no_grad():
+            for value in model.second_decoder.block.parameters():
+                value.add_(0.1 * torch.randn_like(value))
     model.save(tmp_path / "b")
     again = load_checkpoint(tmp_path / "b", _views()[0]).eval()
     assert isinstance(again, TwoViewT5)
     assert again.options["second_weight"] == 0.5
+    assert (again.second_decoder is not None) == own
+    if own:
+        assert again.second_decoder.embed_tokens.weight is again.model.shared.weight
     trie = SIDTrie.from_catalog(_views()[1])
     expect = constrained_beam_search(model.views()[1], batch, trie, beam=5, topk=5)
     got = constrained_beam_search(again.views()[1], batch, trie, beam=5, topk=5)
     assert torch.equal(got.items, expect.items)
     torch.testing.assert_close(got.scores, expect.scores)
+    if own:
+        (tmp_path / "b" / "second_decoder.safetensors").unlink()
+        with pytest.raises(DeepInterestError, match="second_decoder"):
+            TwoViewT5.load(tmp_path / "b", _views()[0])
     (tmp_path / "b" / "second_view.safetensors").unlink()
     with pytest.raises(DeepInterestError, match="second view"):
         TwoViewT5.load(tmp_path / "b", _views()[0])

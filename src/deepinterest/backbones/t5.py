@@ -295,8 +295,19 @@ class T5Backbone(nn.Module):
                                label_smoothing=self.options["label_smoothing"])
 
     def start(self, batch: HistoryBatch) -> T5State:
+        return self.start_from(batch, BOS)
+
+    def start_from(self, batch: HistoryBatch, start: int) -> T5State:
+        """:meth:`start` for decoding from the ``start`` token (its decoder's cross-attention
+        keys and values)."""
         state = self.encode(batch)
-        return T5State(state.hidden, state.mask, cross_attention_cache(self.model, state.hidden))
+        cross = cross_attention_cache(self.decoder_host(start), state.hidden)
+        return T5State(state.hidden, state.mask, cross)
+
+    def decoder_host(self, start: int) -> Any:
+        """What holds (as ``.decoder``, with ``.config``) the decoder that decodes from the
+        ``start`` token: the T5 itself here."""
+        return self.model
 
     def expand(self, state: T5State, beam: int) -> T5State:
         """No copy of the encoder side; the self-attention cache is shared, not copied."""
@@ -319,10 +330,14 @@ class T5Backbone(nn.Module):
         rows = prefix.shape[0]
         first = torch.full((rows, 1), start, dtype=torch.long, device=prefix.device)
         tokens = torch.cat([first, prefix.long()], dim=1)
-        last = decode(self.model, tokens, state.cross, state.mask, state.cache)
+        last = decode(self.decoder_host(start), tokens, state.cross, state.mask, state.cache)
+        return F.log_softmax(self.vocab_logits(last).float(), dim=-1)
+
+    def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the vocabulary of decoder outputs ``hidden`` [..., d_model]."""
         if getattr(self.model.config, "scale_decoder_outputs", True):  # as T5 forward does
-            last = last * self.model.config.d_model ** -0.5
-        return F.log_softmax(self.model.lm_head(last).float(), dim=-1)
+            hidden = hidden * self.model.config.d_model ** -0.5
+        return self.model.lm_head(hidden)
 
     def reorder(self, state: T5State, parents: torch.Tensor) -> None:
         """Let the self-attention cache follow the beams the search kept."""

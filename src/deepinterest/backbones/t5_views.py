@@ -14,7 +14,10 @@ backbone gets both views from one:
   whose row is otherwise unused (SID targets carry no end token). Training
   adds both views' teacher-forced cross-entropies (the second weighted by
   ``second_weight``, 1 by default) over one encoder pass, so
-  a step costs one encoder and two decoder passes.
+  a step costs one encoder and two decoder passes. With ``second_decoder``
+  the second view decodes with a decoder of its own (same shape, same
+  embedding table): the views share the encoder and the vocabulary, not the
+  decoder's weights.
 - **The first view is the protocol's.** ``catalog``, ``step`` and
   ``token_logprobs`` (GRPO's sequence scores)
   speak the first view. :meth:`TwoViewT5.views` gives each view as a backbone of
@@ -29,7 +32,9 @@ backbone gets both views from one:
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -43,6 +48,7 @@ from .t5 import T5Backbone, T5State, init_code_rows
 KIND = "t5-views"
 SECOND_START = EOS  # the second view's decoder start token (see the module docstring)
 SECOND_FILE = "second_view.safetensors"
+DECODER_FILE = "second_decoder.safetensors"  # with second_decoder
 
 
 def union_catalog(first: SIDCatalog, second: SIDCatalog) -> SIDCatalog:
@@ -58,18 +64,37 @@ def union_catalog(first: SIDCatalog, second: SIDCatalog) -> SIDCatalog:
 
 
 class TwoViewT5(T5Backbone):
-    """T5 over two SID views: a shared encoder, one decoder, a start token per view."""
+    """T5 over two SID views: a shared encoder, one decoder (or one per view with
+    ``second_decoder``), a start token per view."""
 
     kind = KIND
 
     def __init__(self, *, catalog: SIDCatalog, second: SIDCatalog, second_weight: float = 1.0,
-                 **options: Any) -> None:
+                 second_decoder: bool = False, **options: Any) -> None:
         if not 0.0 < second_weight <= 1.0:
             raise DeepInterestError(f"second_weight must be in (0, 1], got {second_weight}")
         super().__init__(catalog=union_catalog(catalog, second), **options)
         self.union, self.catalog, self.second = self.catalog, catalog, second
-        if second_weight != 1.0:  # checkpoints without it keep the options they always had
+        # Checkpoints without these options keep the options they always had.
+        if second_weight != 1.0:
             self.options["second_weight"] = second_weight
+        self.second_decoder = None
+        if second_decoder:
+            self.options["second_decoder"] = True
+            self.second_decoder = self._own_decoder()
+
+    def _own_decoder(self) -> nn.Module:
+        """A decoder for the second view alone: the first's shape and initial weights, the
+        shared embedding table (so both views still write into one vocabulary)."""
+        decoder = copy.deepcopy(self.model.decoder)
+        decoder.embed_tokens = self.model.decoder.embed_tokens
+        return decoder
+
+    def decoder_host(self, start: int) -> Any:
+        """The second view's own decoder (``second_decoder``) for its start token."""
+        if start == SECOND_START and self.second_decoder is not None:
+            return SimpleNamespace(decoder=self.second_decoder, config=self.model.config)
+        return self.model
 
     def target_tokens(self, targets: torch.Tensor) -> torch.Tensor:
         """The first view's SID tokens (what ``teacher_logits``/``token_logprobs`` score)."""
@@ -82,7 +107,8 @@ class TwoViewT5(T5Backbone):
         codes = self.item_codes[targets]
         split = self.catalog.positions
         first, second = codes[:, :split], codes[:, split:]
-        if first.shape == second.shape:  # one decoder call over both views' rows,
+        if first.shape == second.shape and self.second_decoder is None:  # one decoder
+            # call over both views' rows,
             # half the small kernels
             rows = T5State(state.hidden.repeat(2, 1, 1), state.mask.repeat(2, 1), cross=None)
             starts = torch.cat([torch.full_like(first[:, :1], BOS),
@@ -101,7 +127,15 @@ class TwoViewT5(T5Backbone):
     def _cross_entropy(self, state: T5State, starts: torch.Tensor,
                        labels: torch.Tensor) -> torch.Tensor:
         """Per-token cross-entropy [rows, P] of teacher-forced ``labels``."""
-        logits = self._logits(state, torch.cat([starts, labels[:, :-1]], dim=1))
+        decoder_input = torch.cat([starts, labels[:, :-1]], dim=1)
+        if self.second_decoder is not None and int(starts[0, 0]) == SECOND_START:
+            hidden = self.second_decoder(input_ids=decoder_input,
+                                         encoder_hidden_states=state.hidden,
+                                         encoder_attention_mask=state.mask,
+                                         use_cache=False).last_hidden_state
+            logits = self.vocab_logits(hidden)
+        else:
+            logits = self._logits(state, decoder_input)
         return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none",
                                label_smoothing=self.options["label_smoothing"])
 
@@ -132,6 +166,31 @@ class TwoViewT5(T5Backbone):
 
         super().save(folder)
         save_file({"sids": self.second.sids.contiguous()}, str(Path(folder) / SECOND_FILE))
+        if self.second_decoder is not None:
+            save_file(self._second_decoder_weights(), str(Path(folder) / DECODER_FILE))
+
+    def _second_decoder_weights(self) -> dict[str, torch.Tensor]:
+        """The second decoder's own weights (the embedding table is saved with the T5)."""
+        return {name: value.detach().contiguous()
+                for name, value in self.second_decoder.state_dict().items()
+                if not name.startswith("embed_tokens.")}
+
+    @classmethod
+    def load(cls, folder: str | Path, catalog: SIDCatalog) -> TwoViewT5:
+        from safetensors.torch import load_file
+
+        backbone = super().load(folder, catalog)
+        if backbone.second_decoder is not None:  # re-tied to the loaded T5's embeddings
+            backbone.second_decoder = backbone._own_decoder()
+            path = Path(folder) / DECODER_FILE
+            if not path.is_file():
+                raise DeepInterestError(f"{folder}: second_decoder is set and {DECODER_FILE} "
+                                        "is missing")
+            weights = load_file(str(path))
+            missing, unexpected = backbone.second_decoder.load_state_dict(weights, strict=False)
+            if unexpected or any(not name.startswith("embed_tokens.") for name in missing):
+                raise DeepInterestError(f"{path}: not this model's second decoder")
+        return backbone
 
     def _saved_info(self) -> dict[str, Any]:
         return {"second_sizes": list(self.second.sizes)}
@@ -165,7 +224,7 @@ class View(nn.Module):
         self.train(model.training)  # recommend() restores this mode on the model after
 
     def start(self, batch: HistoryBatch) -> T5State:
-        return self.model.start(batch)
+        return self.model.start_from(batch, self.start_token)
 
     def expand(self, state: T5State, beam: int) -> T5State:
         return self.model.expand(state, beam)
