@@ -57,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--weights", type=float, nargs=2, default=None)
     p.add_argument("--second-weight", type=float, default=None,
                    help="the second view's share of the loss (TwoViewT5 second_weight)")
+    p.add_argument("--second-decoder", action="store_true",
+                   help="a decoder of its own for the second view (TwoViewT5 second_decoder)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--time-steps", type=int, default=None, metavar="N",
                    help="time N steps of t5 and t5-views instead of training")
@@ -74,6 +76,8 @@ def run_config(args) -> RunConfig:
     cfg.train.sft = cfg.train.sft.model_copy(update=updates)
     if args.second_weight is not None:
         cfg.train.options = {**cfg.train.options, "second_weight": args.second_weight}
+    if args.second_decoder:
+        cfg.train.options = {**cfg.train.options, "second_decoder": True}
     return cfg
 
 
@@ -94,7 +98,7 @@ def train(args, cfg: RunConfig, dataset, first, second, splits) -> None:
 
 def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
     """Seconds per training step of each backbone, three alternating rounds (best of each)."""
-    one_view = {k: v for k, v in cfg.train.options.items() if k != "second_weight"}
+    one_view = {k: v for k, v in cfg.train.options.items() if not k.startswith("second_")}
     builds = {"t5": lambda: T5Backbone(catalog=first, **one_view),
               "t5-views": lambda: TwoViewT5(catalog=first, second=second, **cfg.train.options)}
     best = {name: float("inf") for name in builds}

@@ -121,12 +121,13 @@ def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, 
     for metric in ("hr@5", "ndcg@5", "hr@10", "ndcg@10"):
         assert float(figures[f"merged {metric}"]) == round(valid[metric], 4)
     trained = _bench_views(layout, "--out", str(tmp_path / "out"), "--epochs", "1",
-                           "--second-weight", "0.5", "--results-dir", str(tmp_path))
+                           "--second-weight", "0.5", "--second-decoder",
+                           "--results-dir", str(tmp_path))
     assert trained["epochs run"] == "1" and (tmp_path / "out" / "best").is_dir()
     saved = json.loads((tmp_path / "out" / "best" / "backbone.json").read_text())
-    assert saved["options"]["second_weight"] == 0.5
+    assert saved["options"]["second_weight"] == 0.5 and saved["options"]["second_decoder"]
     timed = _bench_views(layout, "--time-steps", "2", "--second-weight", "0.5",
-                         "--results-dir", str(tmp_path))
+                         "--second-decoder", "--results-dir", str(tmp_path))
     assert float(timed["t5-views s/step"]) > 0 and float(timed["t5 s/step"]) > 0
 
 
