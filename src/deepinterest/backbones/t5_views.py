@@ -107,9 +107,8 @@ class TwoViewT5(T5Backbone):
         codes = self.item_codes[targets]
         split = self.catalog.positions
         first, second = codes[:, :split], codes[:, split:]
-        if first.shape == second.shape and self.second_decoder is None:  # one decoder
-            # call over both views' rows,
-            # half the small kernels
+        if first.shape == second.shape and self.second_decoder is None:
+            # one decoder call over both views' rows: half the small kernels
             rows = T5State(state.hidden.repeat(2, 1, 1), state.mask.repeat(2, 1), cross=None)
             starts = torch.cat([torch.full_like(first[:, :1], BOS),
                                 torch.full_like(second[:, :1], SECOND_START)])
@@ -117,18 +116,19 @@ class TwoViewT5(T5Backbone):
             return self._weighted(losses[: len(first)].mean(), losses[len(first):].mean())
         return self._weighted(
             self._cross_entropy(state, torch.full_like(first[:, :1], BOS), first).mean(),
-            self._cross_entropy(state, torch.full_like(second[:, :1], SECOND_START),
-                                second).mean())
+            self._cross_entropy(state, torch.full_like(second[:, :1], SECOND_START), second,
+                                own_decoder=self.second_decoder is not None).mean())
 
     def _weighted(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         weight = self.options.get("second_weight", 1.0)
         return (first + weight * second) / (1.0 + weight)
 
-    def _cross_entropy(self, state: T5State, starts: torch.Tensor,
-                       labels: torch.Tensor) -> torch.Tensor:
-        """Per-token cross-entropy [rows, P] of teacher-forced ``labels``."""
+    def _cross_entropy(self, state: T5State, starts: torch.Tensor, labels: torch.Tensor,
+                       own_decoder: bool = False) -> torch.Tensor:
+        """Per-token cross-entropy [rows, P] of teacher-forced ``labels`` (decoded by the
+        second view's own decoder with ``own_decoder``)."""
         decoder_input = torch.cat([starts, labels[:, :-1]], dim=1)
-        if self.second_decoder is not None and int(starts[0, 0]) == SECOND_START:
+        if own_decoder:
             hidden = self.second_decoder(input_ids=decoder_input,
                                          encoder_hidden_states=state.hidden,
                                          encoder_attention_mask=state.mask,
