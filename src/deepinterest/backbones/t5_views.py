@@ -86,9 +86,8 @@ class TwoViewT5(T5Backbone):
     def _own_decoder(self) -> nn.Module:
         """A decoder for the second view alone: the first's shape and initial weights, the
         shared embedding table (so both views still write into one vocabulary)."""
-        decoder = copy.deepcopy(self.model.decoder)
-        decoder.embed_tokens = self.model.decoder.embed_tokens
-        return decoder
+        shared = self.model.decoder.embed_tokens  # kept, not copied
+        return copy.deepcopy(self.model.decoder, memo={id(shared): shared})
 
     def decoder_host(self, start: int) -> Any:
         """The second view's own decoder (``second_decoder``) for its start token."""
@@ -184,8 +183,9 @@ class TwoViewT5(T5Backbone):
         from safetensors.torch import load_file
 
         backbone = super().load(folder, catalog)
-        if backbone.second_decoder is not None:  # re-tied to the loaded T5's embeddings
-            backbone.second_decoder = backbone._own_decoder()
+        if backbone.second_decoder is not None:
+            # the loaded T5 replaced the one it was built with: re-tie the embedding table
+            backbone.second_decoder.embed_tokens = backbone.model.decoder.embed_tokens
             path = Path(folder) / DECODER_FILE
             if not path.is_file():
                 raise DeepInterestError(f"{folder}: second_decoder is set and {DECODER_FILE} "
