@@ -10,7 +10,10 @@ plain SIDs and row 2's interest SIDs of ``bench_ablation.py``). Training
 takes the run config's ``train`` and ``split`` settings (``--config``, the
 defaults otherwise) through ``train_sft``, which validates the first view each
 epoch; a finished ``--out`` is read back rather than trained again. The record
-scores each view alone and the merge on every user of ``--split``.
+scores each view alone and the merge on every user of ``--split``; with
+``--sasrec DIR`` (a SASRec that ``bench_sasrec.py --out-dir`` saved on the same
+dataset) also SASRec alone and a hybrid: its top 20 merged with both views'
+lists, SASRec weighted by each ``--sasrec-weight``.
 ``--time-steps N`` instead times N training steps of a one-view ``t5`` (the first
 view) and of the two-view model, alternating, in the same process (no training
 folder is written).
@@ -32,9 +35,11 @@ from deepinterest.data import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.eval.ensemble import fuse
 from deepinterest.eval.generative import ranks_in, view_lists
+from deepinterest.eval.lists import Recommendations
 from deepinterest.eval.metrics import metrics_from_ranks
 from deepinterest.schemas.sids import load_quantizer
 from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
+from deepinterest.train.sasrec import check_sasrec_items, load_sasrec, recommend_sasrec
 from deepinterest.train.sft import RESULT_FILE, time_train_steps, train_sft
 from records import record_and_print
 
@@ -59,6 +64,11 @@ def parse_args() -> argparse.Namespace:
                    help="the second view's share of the loss (TwoViewT5 second_weight)")
     p.add_argument("--second-decoder", action="store_true",
                    help="a decoder of its own for the second view (TwoViewT5 second_decoder)")
+    p.add_argument("--sasrec", type=Path, default=None, metavar="DIR",
+                   help="a SASRec saved on the same dataset (bench_sasrec.py --out-dir): its "
+                   "lists are merged with the two views' (a hybrid)")
+    p.add_argument("--sasrec-weight", type=float, nargs="+", default=[1.0],
+                   help="SASRec's weight in the hybrid merge (each one scored; views weigh 1)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--time-steps", type=int, default=None, metavar="N",
                    help="time N steps of t5 and t5-views instead of training")
@@ -111,6 +121,16 @@ def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
         "t5-views / t5": round(best["t5-views"] / best["t5"], 3)}
 
 
+def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendations]]:
+    """SASRec's own top 20 and, per ``--sasrec-weight``, its merge with the two views."""
+    check_sasrec_items(args.sasrec, [item.id for item in dataset.items])
+    sasrec = recommend_sasrec(load_sasrec(args.sasrec), histories, topk=20)
+    views = list(args.weights or (1.0, 1.0))
+    return [("sasrec", sasrec)] + [
+        (f"hybrid {w:g}", fuse([*lists, sasrec], weights=[*views, w], topk=10))
+        for w in args.sasrec_weight]
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
@@ -138,9 +158,12 @@ def main() -> None:
     lists = view_lists(model, histories, users=users, beam=cfg.eval.beam,
                        max_history=cfg.split.max_history)
     targets = [e.target for e in examples]
+    named = [("view 1", lists[0]), ("view 2", lists[1]),
+             ("merged", fuse(lists, weights=args.weights, topk=10))]
+    if args.sasrec is not None:
+        named += hybrid_lists(args, dataset, histories, lists)
     figures: dict[str, float | int] = {}
-    for name, recs in (("view 1", lists[0]), ("view 2", lists[1]),
-                       ("merged", fuse(lists, weights=args.weights, topk=10))):
+    for name, recs in named:
         values = metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
         figures |= {f"{name} {k}": round(v, 4) for k, v in values.items() if k in METRICS}
     result = json.loads((args.out / RESULT_FILE).read_text(encoding="utf-8"))
@@ -149,12 +172,15 @@ def main() -> None:
                 # every epoch's training, validation excluded (as bench_ablation counts)
                 "training minutes": round(sum(h["train_seconds"] for h in result["history"])
                                           / 60, 1)}
+    hybrid_note = ("" if args.sasrec is None else
+                   f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views; ")
     record_and_print(
         name=args.record or "two-view-t5", dataset=str(args.dataset),
         method=f"one T5 on two SID views ({args.sids} + {args.second_sids}), {args.split}",
         figures=figures, seconds=time.perf_counter() - started, directory=args.results_dir,
         notes=f"{args.out}/{args.checkpoint}; every {args.split} user; each view's beam "
         f"{cfg.eval.beam} merged by probability, weights {args.weights or 'equal'}; "
+        f"{hybrid_note}"
         f"sft {cfg.train.sft.model_dump()}; options {cfg.train.options}")
 
 

@@ -112,14 +112,30 @@ def _bench_views(layout, *args):
     return dict(line.strip().rsplit("  ", 1) for line in lines[start:])
 
 
+def _sasrec(layout, out, max_history):
+    """A small SASRec saved on the run's dataset; its validation metrics."""
+    from deepinterest.train.sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
+
+    dataset = di.load_dataset(layout.dataset)
+    config = SASRecConfig(hidden=16, layers=1, epochs=2, dropout=0.0, threads=1)
+    result = train_sasrec(dataset, config, out_dir=out, progress=False)
+    return evaluate_sasrec(result.model, leave_one_out(dataset, max_history=max_history).valid).values
+
+
 def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, tmp_path):
     cfg, _ = two_views
     layout = RunLayout(cfg.workdir)
     # the run's own finished training folder: read back, not trained again
-    figures = _bench_views(layout, "--out", str(layout.sft), "--results-dir", str(tmp_path))
+    sasrec = _sasrec(layout, tmp_path / "sasrec", cfg.split.max_history)
+    figures = _bench_views(layout, "--out", str(layout.sft), "--results-dir", str(tmp_path),
+                           "--sasrec", str(tmp_path / "sasrec"), "--sasrec-weight", "0", "1")
     valid = di.read_metrics(layout.eval)["valid"]
     for metric in ("hr@5", "ndcg@5", "hr@10", "ndcg@10"):
         assert float(figures[f"merged {metric}"]) == round(valid[metric], 4)
+        # SASRec's top 20 scores as its full ranking; weighing it 0 leaves the views' merge
+        assert float(figures[f"sasrec {metric}"]) == round(sasrec[metric], 4)
+        assert figures[f"hybrid 0 {metric}"] == figures[f"merged {metric}"]
+    assert "hybrid 1 ndcg@10" in figures
     trained = _bench_views(layout, "--out", str(tmp_path / "out"), "--epochs", "1",
                            "--second-weight", "0.5", "--second-decoder",
                            "--results-dir", str(tmp_path))

@@ -9,12 +9,15 @@ import torch
 
 from deepinterest.backbones.sasrec import PAD_ITEM, SASRec
 from deepinterest.data import Dataset, Example, Item, User, leave_one_out
+from deepinterest.errors import DeepInterestError
 from deepinterest.train.sasrec import (
     SASRecConfig,
+    check_sasrec_items,
     collate,
     evaluate_sasrec,
     load_sasrec,
     make_batches,
+    recommend_sasrec,
     train_sasrec,
     training_sequences,
 )
@@ -146,6 +149,30 @@ def test_evaluation_scores_each_examples_own_target():
     wrong = [Example(e.user, e.history, (e.target + 1) % NUM_ITEMS) if e.user % 2 else e
              for e in right]
     assert evaluate_sasrec(oracle, wrong, batch_size=4, ks=(1,))["hr@1"] == 0.5
+
+
+def test_recommend_lists_each_historys_best_items_with_log_probabilities():
+    model = tiny_model(num_items=30).train()  # dropout 0: the same scores in either mode
+    hists = [(1,), (2, 3, 4, 5, 6, 7), (5, 9), (0, 1, 2), (8,)]  # mixed lengths, batch of 2
+    recs = recommend_sasrec(model, hists, topk=5, batch_size=2)
+    assert recs.items.shape == recs.scores.shape == (5, 5)
+    for row, hist in enumerate(hists):  # each row alone, as scored one history at a time
+        logp = torch.log_softmax(model.score_last(torch.tensor([hist])), dim=1)[0]
+        top = logp.topk(5)
+        assert recs.items[row].tolist() == top.indices.tolist()
+        torch.testing.assert_close(recs.scores[row], top.values)
+    assert model.training  # put back as it was
+
+
+def test_saved_model_is_checked_against_the_catalogue(tmp_path):
+    dataset = varied_dataset()
+    config = SASRecConfig(**FAST, epochs=1, max_len=20)
+    train_sasrec(dataset, config, progress=False, out_dir=tmp_path)
+    ids = [item.id for item in dataset.items]
+    check_sasrec_items(tmp_path, ids)
+    for other in (ids[::-1], ids[:-1]):  # same size in another order; another size
+        with pytest.raises(DeepInterestError, match="another catalogue"):
+            check_sasrec_items(tmp_path, other)
 
 
 def test_ties_count_against_the_target():

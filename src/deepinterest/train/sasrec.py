@@ -36,9 +36,10 @@ sampled negatives at evaluation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -51,6 +52,8 @@ from ..artifacts import atomic_write_text
 from ..backbones.base import pad_histories
 from ..backbones.sasrec import SASRec
 from ..data import Dataset, Example, leave_one_out
+from ..errors import DeepInterestError
+from ..eval.lists import Recommendations
 from ..eval.metrics import DEFAULT_KS, Metrics, metrics_from_ranks, ranks_from_scores
 from .distributed import DistInfo
 from .loop import EpochRecord, LoopSettings, Progress, Step, Task, bucket_batches, run_epochs
@@ -140,22 +143,43 @@ def collate(seqs: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate_sasrec(model: SASRec, examples: Sequence[Example], *, batch_size: int = 1024,
-                    ks: Sequence[int] = DEFAULT_KS) -> Metrics:
-    """Full-ranking HR@K / NDCG@K of the item after each example's history."""
+def _scored(model: SASRec, histories: Sequence[Sequence[int]],
+            batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """(rows, next-item scores [len(rows), items]) batch by batch, in eval mode."""
     was_training = model.training
     model.eval()
     # Same-length histories together keep padding (and attention cost) low.
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].history))
+    order = sorted(range(len(histories)), key=lambda i: len(histories[i]))
+    try:
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            hists = [tuple(histories[i])[-model.max_len:] for i in rows]
+            width = max(1, max(len(h) for h in hists))
+            yield rows, model.score_last(pad_histories(hists, width))
+    finally:
+        model.train(was_training)
+
+
+def evaluate_sasrec(model: SASRec, examples: Sequence[Example], *, batch_size: int = 1024,
+                    ks: Sequence[int] = DEFAULT_KS) -> Metrics:
+    """Full-ranking HR@K / NDCG@K of the item after each example's history."""
     ranks = np.empty(len(examples), dtype=np.int64)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        hists = [examples[i].history for i in rows]
-        width = min(model.max_len, max(1, max(len(h) for h in hists)))
-        scores = model.score_last(pad_histories(hists, width)).numpy()
-        ranks[rows] = ranks_from_scores(scores, [examples[i].target for i in rows])
-    model.train(was_training)
+    for rows, scores in _scored(model, [e.history for e in examples], batch_size):
+        ranks[rows] = ranks_from_scores(scores.numpy(), [examples[i].target for i in rows])
     return metrics_from_ranks(ranks, ks)
+
+
+def recommend_sasrec(model: SASRec, histories: Sequence[Sequence[int]], *, topk: int = 20,
+                     batch_size: int = 1024) -> Recommendations:
+    """Each history's ``topk`` next items with their log-probabilities (a full softmax
+    over the catalogue), best first: lists :func:`~deepinterest.eval.ensemble.fuse`
+    merges with a generative model's beams."""
+    items = torch.empty(len(histories), topk, dtype=torch.long)
+    scores = torch.empty(len(histories), topk)
+    for rows, logits in _scored(model, histories, batch_size):
+        top = torch.log_softmax(logits.float(), dim=1).topk(topk, dim=1)
+        items[rows], scores[rows] = top.indices, top.values
+    return Recommendations(items, scores)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -203,7 +227,7 @@ def train_sasrec(dataset: Dataset, config: SASRecConfig | None = None, *,
                           Metrics(len(splits.valid), prog.best_valid), test, history,
                           time.perf_counter() - start)
     if out_dir is not None:
-        save_sasrec(result, out_dir)
+        save_sasrec(result, out_dir, item_ids=[item.id for item in dataset.items])
     return result
 
 
@@ -241,8 +265,16 @@ def _epoch_line(r: EpochRecord, prog: Progress) -> str:
 # --- persistence ---------------------------------------------------------------------------
 
 
-def save_sasrec(result: SASRecResult, out_dir: str | Path) -> Path:
-    """``model.safetensors`` (best state) and ``config.json`` (config, catalogue size, metrics)."""
+def items_fingerprint(item_ids: Sequence[str]) -> str:
+    """A catalogue's item ids, in order, as one hash (which row is which item)."""
+    return hashlib.sha256("\n".join(item_ids).encode("utf-8")).hexdigest()
+
+
+def save_sasrec(result: SASRecResult, out_dir: str | Path, *,
+                item_ids: Sequence[str] | None = None) -> Path:
+    """``model.safetensors`` (best state) and ``config.json`` (config, catalogue size, metrics,
+    and with ``item_ids`` the catalogue's fingerprint, which :func:`check_sasrec_items`
+    compares)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -252,6 +284,8 @@ def save_sasrec(result: SASRecResult, out_dir: str | Path) -> Path:
     meta = {"config": result.config.model_dump(), "num_items": result.model.num_items,
             "best_epoch": result.best_epoch, "valid": result.valid.values,
             "test": result.test.values}
+    if item_ids is not None:
+        meta["items"] = items_fingerprint(item_ids)
     atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -265,3 +299,15 @@ def load_sasrec(out_dir: str | Path) -> SASRec:
     model = _build(meta["num_items"], SASRecConfig(**meta["config"]))
     model.load_state_dict(load_file(str(out / WEIGHTS_FILE)))
     return model.eval()
+
+
+def check_sasrec_items(out_dir: str | Path, item_ids: Sequence[str]) -> None:
+    """Refuse a saved model whose rows are not these items (a model saved without the
+    fingerprint is checked on the catalogue's size alone)."""
+    meta = json.loads((Path(out_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    saved = meta.get("items")
+    if meta["num_items"] != len(item_ids) or (
+            saved is not None and saved != items_fingerprint(item_ids)):
+        raise DeepInterestError(f"{out_dir}: this SASRec was trained on another catalogue "
+                                f"than this dataset's ({meta['num_items']} items there, "
+                                f"{len(item_ids)} here); train it on this dataset")
