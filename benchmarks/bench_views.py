@@ -13,7 +13,8 @@ epoch; a finished ``--out`` is read back rather than trained again. The record
 scores each view alone and the merge on every user of ``--split``; with
 ``--sasrec DIR`` (a SASRec that ``bench_sasrec.py --out-dir`` saved on the same
 dataset) also SASRec alone and a hybrid: its top 20 merged with both views'
-lists, SASRec weighted by each ``--sasrec-weight``.
+lists by ``--hybrid-rule`` (reciprocal ranks unless told), SASRec weighted by
+each ``--sasrec-weight``.
 ``--time-steps N`` instead times N training steps of a one-view ``t5`` (the first
 view) and of the two-view model, alternating, in the same process (no training
 folder is written).
@@ -33,13 +34,14 @@ from deepinterest.backbones.t5_views import TwoViewT5
 from deepinterest.config import RunConfig, load_config
 from deepinterest.data import load_dataset
 from deepinterest.data.splits import leave_one_out
-from deepinterest.eval.ensemble import fuse
+from deepinterest.eval.ensemble import RULES, fuse
 from deepinterest.eval.generative import ranks_in, view_lists
 from deepinterest.eval.lists import Recommendations
 from deepinterest.eval.metrics import metrics_from_ranks
 from deepinterest.schemas.sids import load_quantizer
 from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
 from deepinterest.train.sasrec import check_sasrec_items, load_sasrec, recommend_sasrec
+from deepinterest.train.rl import RESULT_FILE as RL_RESULT_FILE, train_rl
 from deepinterest.train.sft import RESULT_FILE, time_train_steps, train_sft
 from records import record_and_print
 
@@ -69,6 +71,12 @@ def parse_args() -> argparse.Namespace:
                    "lists are merged with the two views' (a hybrid)")
     p.add_argument("--sasrec-weight", type=float, nargs="+", default=[1.0],
                    help="SASRec's weight in the hybrid merge (each one scored; views weigh 1)")
+    p.add_argument("--hybrid-rule", choices=RULES, default="rrf",
+                   help="how the hybrid merges the three lists (deepinterest.eval.ensemble)")
+    p.add_argument("--rl-epochs", type=int, default=0, metavar="N",
+                   help="GRPO ([train.rl] of --config) for N epochs from --out/--checkpoint "
+                   "into --rl-out; the record then scores --rl-out/best")
+    p.add_argument("--rl-out", type=Path, default=None, help="GRPO's folder (with --rl-epochs)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--time-steps", type=int, default=None, metavar="N",
                    help="time N steps of t5 and t5-views instead of training")
@@ -106,6 +114,24 @@ def train(args, cfg: RunConfig, dataset, first, second, splits) -> None:
               provenance=provenance)
 
 
+def tune(args, cfg: RunConfig, first, splits) -> Path:
+    """GRPO from the SFT checkpoint into ``--rl-out`` (resumed or read back like training);
+    the checkpoint to score: ``--rl-out/best`` (the SFT start competes on validation)."""
+    if (args.rl_out / RL_RESULT_FILE).is_file():
+        return args.rl_out / "best"
+    model = load_checkpoint(args.out / args.checkpoint, first)
+    rl = cfg.train.rl.model_copy(update={"epochs": args.rl_epochs, "threads": args.threads})
+    train_rl(model, first, splits, rl, args.rl_out, evaluation=cfg.eval,
+             provenance=run_fingerprints(args.dataset, args.sids))
+    return args.rl_out / "best"
+
+
+def minutes(result_file: Path) -> float:
+    """Every epoch's training, validation excluded (as bench_ablation counts)."""
+    history = json.loads(result_file.read_text(encoding="utf-8"))["history"]
+    return round(sum(h["train_seconds"] for h in history) / 60, 1)
+
+
 def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
     """Seconds per training step of each backbone, three alternating rounds (best of each)."""
     one_view = {k: v for k, v in cfg.train.options.items() if not k.startswith("second_")}
@@ -127,7 +153,8 @@ def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendat
     sasrec = recommend_sasrec(load_sasrec(args.sasrec), histories, topk=20)
     views = list(args.weights or (1.0, 1.0))
     return [("sasrec", sasrec)] + [
-        (f"hybrid {w:g}", fuse([*lists, sasrec], weights=[*views, w], topk=10))
+        (f"hybrid {w:g}", fuse([*lists, sasrec], weights=[*views, w], rule=args.hybrid_rule,
+                               topk=10))
         for w in args.sasrec_weight]
 
 
@@ -151,8 +178,11 @@ def main() -> None:
         return
     if args.out is None:
         raise SystemExit("--out: the training folder is required")
+    if args.rl_epochs and args.rl_out is None:
+        raise SystemExit("--rl-epochs: name GRPO's folder with --rl-out")
     train(args, cfg, dataset, first, second, splits)
-    model = load_checkpoint(args.out / args.checkpoint, first).eval()
+    scored = tune(args, cfg, first, splits) if args.rl_epochs else args.out / args.checkpoint
+    model = load_checkpoint(scored, first).eval()
     examples = getattr(splits, args.split)
     histories, users = [e.history for e in examples], [e.user for e in examples]
     lists = view_lists(model, histories, users=users, beam=cfg.eval.beam,
@@ -169,19 +199,25 @@ def main() -> None:
     result = json.loads((args.out / RESULT_FILE).read_text(encoding="utf-8"))
     figures |= {"users": len(targets), "epochs run": result["epochs_run"],
                 "best epoch": result["best_epoch"],
-                # every epoch's training, validation excluded (as bench_ablation counts)
-                "training minutes": round(sum(h["train_seconds"] for h in result["history"])
-                                          / 60, 1)}
+                "training minutes": minutes(args.out / RESULT_FILE)}
+    if args.rl_epochs:
+        rl = json.loads((args.rl_out / RL_RESULT_FILE).read_text(encoding="utf-8"))
+        figures |= {"rl best epoch": rl["best_epoch"],
+                    "rl training minutes": minutes(args.rl_out / RL_RESULT_FILE)}
+    rl_note = (f"; GRPO from {args.out / args.checkpoint}, {args.rl_epochs} epochs, "
+               f"rl {cfg.train.rl.model_dump(exclude={'epochs', 'threads'})}"
+               if args.rl_epochs else "")
     hybrid_note = ("" if args.sasrec is None else
-                   f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views; ")
+                   f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views by "
+                   f"{args.hybrid_rule}; ")
     record_and_print(
         name=args.record or "two-view-t5", dataset=str(args.dataset),
         method=f"one T5 on two SID views ({args.sids} + {args.second_sids}), {args.split}",
         figures=figures, seconds=time.perf_counter() - started, directory=args.results_dir,
-        notes=f"{args.out}/{args.checkpoint}; every {args.split} user; each view's beam "
+        notes=f"{scored}; every {args.split} user; each view's beam "
         f"{cfg.eval.beam} merged by probability, weights {args.weights or 'equal'}; "
         f"{hybrid_note}"
-        f"sft {cfg.train.sft.model_dump()}; options {cfg.train.options}")
+        f"sft {cfg.train.sft.model_dump()}; options {cfg.train.options}{rl_note}")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,8 @@ def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, 
     # the run's own finished training folder: read back, not trained again
     sasrec = _sasrec(layout, tmp_path / "sasrec", cfg.split.max_history)
     figures = _bench_views(layout, "--out", str(layout.sft), "--results-dir", str(tmp_path),
-                           "--sasrec", str(tmp_path / "sasrec"), "--sasrec-weight", "0", "1")
+                           "--sasrec", str(tmp_path / "sasrec"), "--sasrec-weight", "0", "1",
+                           "--hybrid-rule", "probability")
     valid = di.read_metrics(layout.eval)["valid"]
     for metric in ("hr@5", "ndcg@5", "hr@10", "ndcg@10"):
         assert float(figures[f"merged {metric}"]) == round(valid[metric], 4)
@@ -138,8 +139,13 @@ def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, 
     assert "hybrid 1 ndcg@10" in figures
     trained = _bench_views(layout, "--out", str(tmp_path / "out"), "--epochs", "1",
                            "--second-weight", "0.5", "--second-decoder",
+                           "--rl-epochs", "1", "--rl-out", str(tmp_path / "rl"),
                            "--results-dir", str(tmp_path))
     assert trained["epochs run"] == "1" and (tmp_path / "out" / "best").is_dir()
+    # GRPO tuned the two-view model and the record scores its best checkpoint
+    assert trained["rl best epoch"] in ("0", "1") and (tmp_path / "rl" / "best").is_dir()
+    rl_result = json.loads((tmp_path / "rl" / "rl_result.json").read_text())
+    assert rl_result["epochs_run"] == 1
     saved = json.loads((tmp_path / "out" / "best" / "backbone.json").read_text())
     assert saved["options"]["second_weight"] == 0.5 and saved["options"]["second_decoder"]
     timed = _bench_views(layout, "--time-steps", "2", "--second-weight", "0.5",
