@@ -126,6 +126,24 @@ def tune(args, cfg: RunConfig, first, splits) -> Path:
     return args.rl_out / "best"
 
 
+def score(args, cfg: RunConfig, dataset, model, splits) -> dict[str, float | int]:
+    """Each view, their merge (and with ``--sasrec`` the hybrid) on every ``--split`` user."""
+    examples = getattr(splits, args.split)
+    histories, users = [e.history for e in examples], [e.user for e in examples]
+    lists = view_lists(model, histories, users=users, beam=cfg.eval.beam,
+                       max_history=cfg.split.max_history)
+    targets = [e.target for e in examples]
+    named = [("view 1", lists[0]), ("view 2", lists[1]),
+             ("merged", fuse(lists, weights=args.weights, topk=10))]
+    if args.sasrec is not None:
+        named += hybrid_lists(args, dataset, histories, lists)
+    figures: dict[str, float | int] = {}
+    for name, recs in named:
+        values = metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
+        figures |= {f"{name} {k}": round(v, 4) for k, v in values.items() if k in METRICS}
+    return figures | {"users": len(targets)}
+
+
 def minutes(result_file: Path) -> float:
     """Every epoch's training, validation excluded (as bench_ablation counts)."""
     history = json.loads(result_file.read_text(encoding="utf-8"))["history"]
@@ -182,42 +200,32 @@ def main() -> None:
         raise SystemExit("--rl-epochs: name GRPO's folder with --rl-out")
     train(args, cfg, dataset, first, second, splits)
     scored = tune(args, cfg, first, splits) if args.rl_epochs else args.out / args.checkpoint
-    model = load_checkpoint(scored, first).eval()
-    examples = getattr(splits, args.split)
-    histories, users = [e.history for e in examples], [e.user for e in examples]
-    lists = view_lists(model, histories, users=users, beam=cfg.eval.beam,
-                       max_history=cfg.split.max_history)
-    targets = [e.target for e in examples]
-    named = [("view 1", lists[0]), ("view 2", lists[1]),
-             ("merged", fuse(lists, weights=args.weights, topk=10))]
-    if args.sasrec is not None:
-        named += hybrid_lists(args, dataset, histories, lists)
-    figures: dict[str, float | int] = {}
-    for name, recs in named:
-        values = metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
-        figures |= {f"{name} {k}": round(v, 4) for k, v in values.items() if k in METRICS}
+    figures = score(args, cfg, dataset, load_checkpoint(scored, first).eval(), splits)
     result = json.loads((args.out / RESULT_FILE).read_text(encoding="utf-8"))
-    figures |= {"users": len(targets), "epochs run": result["epochs_run"],
-                "best epoch": result["best_epoch"],
+    figures |= {"epochs run": result["epochs_run"], "best epoch": result["best_epoch"],
                 "training minutes": minutes(args.out / RESULT_FILE)}
     if args.rl_epochs:
         rl = json.loads((args.rl_out / RL_RESULT_FILE).read_text(encoding="utf-8"))
         figures |= {"rl best epoch": rl["best_epoch"],
                     "rl training minutes": minutes(args.rl_out / RL_RESULT_FILE)}
-    rl_note = (f"; GRPO from {args.out / args.checkpoint}, {args.rl_epochs} epochs, "
-               f"rl {cfg.train.rl.model_dump(exclude={'epochs', 'threads'})}"
-               if args.rl_epochs else "")
-    hybrid_note = ("" if args.sasrec is None else
-                   f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views by "
-                   f"{args.hybrid_rule}; ")
     record_and_print(
         name=args.record or "two-view-t5", dataset=str(args.dataset),
         method=f"one T5 on two SID views ({args.sids} + {args.second_sids}), {args.split}",
         figures=figures, seconds=time.perf_counter() - started, directory=args.results_dir,
-        notes=f"{scored}; every {args.split} user; each view's beam "
-        f"{cfg.eval.beam} merged by probability, weights {args.weights or 'equal'}; "
-        f"{hybrid_note}"
-        f"sft {cfg.train.sft.model_dump()}; options {cfg.train.options}{rl_note}")
+        notes=notes(args, cfg, scored))
+
+
+def notes(args, cfg: RunConfig, scored: Path) -> str:
+    """The record's notes: what was scored and how it was trained and merged."""
+    hybrid = ("" if args.sasrec is None else
+              f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views by "
+              f"{args.hybrid_rule}; ")
+    rl = (f"; GRPO from {args.out / args.checkpoint}, {args.rl_epochs} epochs, "
+          f"rl {cfg.train.rl.model_dump(exclude={'epochs', 'threads'})}"
+          if args.rl_epochs else "")
+    return (f"{scored}; every {args.split} user; each view's beam {cfg.eval.beam} merged by "
+            f"probability, weights {args.weights or 'equal'}; {hybrid}"
+            f"sft {cfg.train.sft.model_dump()}; options {cfg.train.options}{rl}")
 
 
 if __name__ == "__main__":
