@@ -17,7 +17,7 @@ calls:
     di.create("quantizers", "rkmeans", levels=3)  # any registered component
 
 Stages one at a time: ``prepare_data``, ``mine_interests``,
-``tokenize_items``, ``train_sft``, ``train_rl``,
+``tokenize_items``, ``train_sft``, ``train_rl``, ``train_sasrec``,
 ``evaluate_run``. Components register through entry points
 (``available``, ``create``), so a plugin package adds a miner,
 quantizer, backbone or reward without touching this one. Besides the names

@@ -48,13 +48,14 @@ from .stages import (
     read_metrics,
     tokenize_items,
     train_rl,
+    train_sasrec,
     train_sft,
 )
 
 __all__ = [
     "ConfigLike", "as_config", "run", "read_dataset", "prepare_data", "mine_interests",
     "mining_report", "merge_shards", "tokenize_items", "train_sft", "train_rl",
-    "evaluate_run", "read_metrics", "Recommendation", "Recommender", "load_recommender",
+    "train_sasrec", "evaluate_run", "read_metrics", "Recommendation", "Recommender", "load_recommender",
     "recommend", "EnsembleRecommender", "load_ensemble",
 ]
 
@@ -64,8 +65,8 @@ def run(config: ConfigLike = None, *, on_stage: Callable[[StageResult], None] | 
     """Run the whole chain for ``config`` under its ``workdir`` (``di run``).
 
     Data, mining (when ``[mine]`` has miners), tokenization, SFT, GRPO (when
-    ``[train.rl] enabled``), evaluation and the most-popular baseline, in that
-    order; ``on_stage`` is called with each stage's result as it finishes.
+    ``[train.rl] enabled``), SASRec (when ``[hybrid] enabled``), evaluation and the
+    most-popular baseline, in that order; ``on_stage`` is called with each stage's result as it finishes.
     Up-to-date stages are skipped, so an interrupted run resumes.
     """
     return _run_chain(as_config(config), on_stage=on_stage, progress=progress)

@@ -309,28 +309,34 @@ def _dataset_for(source: str, prepared: Path) -> Path:
 @_friendly
 def train_cmd(
     stage: str = typer.Option("sft", help="training stage: sft (supervised, writes "
-                              "<workdir>/sft) or rl (GRPO from sft/best, writes <workdir>/rl)"),
+                              "<workdir>/sft), rl (GRPO from sft/best, writes <workdir>/rl) "
+                              "or sasrec (\\[hybrid]'s SASRec, writes <workdir>/sasrec)"),
     config: Optional[Path] = _CONFIG,
     workdir: Optional[str] = _WORKDIR,
     backbone: Optional[str] = _override(TrainConfig, "backbone"),
     epochs: Optional[int] = typer.Option(
         None, help=f"sft: {_field_help(SFTConfig, 'epochs')}; rl: "
-        f"{_field_help(RLConfig, 'epochs')}"),
-    force: bool = typer.Option(False, help="replace an <workdir>/sft (or rl) that is not a "
-                               "training folder"),
+        f"{_field_help(RLConfig, 'epochs')}; sasrec: its upper bound"),
+    force: bool = typer.Option(False, help="replace an <workdir>/sft (or rl, sasrec) that is "
+                               "not a folder of that stage"),
 ) -> None:
-    """Train the generative backbone on the run's SIDs: SFT, then GRPO (--stage rl)."""
-    from .api import train_rl, train_sft
+    """Train the generative backbone on the run's SIDs: SFT, then GRPO (--stage rl); or
+    the SASRec whose lists \\[hybrid] merges in (--stage sasrec)."""
+    from .api import train_rl, train_sasrec, train_sft
 
-    if stage not in ("sft", "rl"):
-        raise DeepInterestError(f"training stage {stage!r} is not available; use --stage sft "
-                                "or --stage rl")
+    # each stage's call and the config section its --epochs sets
+    stages = {"sft": (train_sft, lambda c: c.train.sft), "rl": (train_rl, lambda c: c.train.rl),
+              "sasrec": (train_sasrec, lambda c: c.hybrid.sasrec)}
+    if stage not in stages:
+        raise DeepInterestError(f"training stage {stage!r} is not available; use --stage sft, "
+                                "rl or sasrec")
     cfg = _run_config(config, workdir)
     if backbone is not None:
         cfg.train.backbone = backbone
+    call, section = stages[stage]
     if epochs is not None:
-        (cfg.train.sft if stage == "sft" else cfg.train.rl).epochs = epochs
-    result = (train_sft if stage == "sft" else train_rl)(cfg, force=force)
+        section(cfg).epochs = epochs
+    result = call(cfg, force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for all
         return
     state = "up to date" if result.skipped else f"done in {result.seconds:.1f} s"

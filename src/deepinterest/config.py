@@ -31,6 +31,7 @@ from .data.synthetic_config import SyntheticConfig
 from .errors import ConfigError
 from .eval.metrics import DEFAULT_BEAM, DEFAULT_KS
 from .registry import available
+from .train.sasrec_config import HybridConfig
 
 
 def registered(group: str, value: str, what: str, *, also: tuple[str, ...] = ()) -> str:
@@ -523,6 +524,7 @@ class RunConfig(StrictModel):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    hybrid: HybridConfig = Field(default_factory=HybridConfig)
 
     @field_validator("workdir", mode="before")
     @classmethod

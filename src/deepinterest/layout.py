@@ -1,7 +1,8 @@
 """Where each artifact of a run lives: one place that spells the run folder's paths.
 
     <workdir>/config.yaml  run.json
-              dataset/  interests/  sids/  [sids-second/]  sft/{best,last}/  rl/{best,last}/  eval/  baseline/
+              dataset/  interests/  sids/  [sids-second/]  sft/{best,last}/  rl/{best,last}/
+              [sasrec/]  eval/  baseline/
 
 The CLI and the chain both find folders through :class:`RunLayout`, so a
 stage's folder name is written once (docs/pipeline.md describes each).
@@ -34,6 +35,7 @@ class RunLayout:
     second_sids = _under_root("sids-second")  # [tokenize.second]'s view, when set
     sft = _under_root("sft")
     rl = _under_root("rl")
+    sasrec = _under_root("sasrec")  # [hybrid]'s SASRec, when enabled
     eval = _under_root("eval")
     baseline = _under_root("baseline")
 

@@ -1,13 +1,14 @@
 """The chain of stages behind ``di run``.
 
-    dataset -> interests -> sids -> sft checkpoint -> rl checkpoint -> eval
+    dataset -> interests -> sids -> sft checkpoint -> rl checkpoint -> [sasrec] -> eval
     (+ a most-popular baseline scored by the same evaluation code)
 
 Each stage reads the artifact folder of the stage before it and writes its
 own under ``workdir``; a stage whose config and inputs are unchanged is
 skipped, so an interrupted run resumes where it stopped. Mining runs when
 ``[mine]`` has miners, RL (GRPO) when ``[train.rl] enabled = true``; eval
-then scores the RL checkpoint instead of the SFT one. Stages that are not
+then scores the RL checkpoint instead of the SFT one. With ``[hybrid] enabled``
+a SASRec is trained on the dataset and eval merges its lists in. Stages that are not
 part of this release would be listed in :data:`PLANNED_STAGES` and reported
 as missing rather than faked.
 """
@@ -158,6 +159,12 @@ def _train_rl(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | N
     return stages.train_rl(cfg, progress=progress)
 
 
+def _train_sasrec(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult | None:
+    if not cfg.hybrid.enabled:
+        return None
+    return stages.train_sasrec(cfg, progress=progress)
+
+
 def _eval(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
     return stages.evaluate_run(cfg)
 
@@ -169,5 +176,6 @@ def _baseline(cfg: RunConfig, run: RunLayout, progress: bool) -> StageResult:
 # The chain, in order: one entry per stage (a stage that is not shipped yet is
 # listed in PLANNED_STAGES instead).
 STEPS: tuple[Callable[[RunConfig, RunLayout, bool], StageResult | None], ...] = (
-    _data, _mine, _tokenize, _tokenize_second, _train_sft, _train_rl, _eval, _baseline,
+    _data, _mine, _tokenize, _tokenize_second, _train_sft, _train_rl, _train_sasrec, _eval,
+    _baseline,
 )

@@ -17,7 +17,8 @@ from .stages import ConfigLike, as_config
 @dataclass(frozen=True)
 class Recommendation:
     """One recommended item: 1-based ``rank``, the dataset's ``item`` id, its ``title``,
-    the model's ``score`` (log-probability of the item's SID) and the ``sid`` codes."""
+    the model's ``score`` (log-probability of the item's SID; a merge's fused score with
+    several SID views, ``[hybrid]`` or an ensemble) and the ``sid`` codes."""
 
     rank: int
     item: str
@@ -34,10 +35,12 @@ class Recommender:
     """
 
     def __init__(self, dataset: Dataset, catalog: Any, backbone: Any, *,
-                 beam: int = DEFAULT_BEAM, max_history: int = DEFAULT_MAX_HISTORY):
+                 beam: int = DEFAULT_BEAM, max_history: int = DEFAULT_MAX_HISTORY,
+                 companion: Any = None):
         from .backbones.trie import SIDTrie
 
         self.dataset, self.catalog, self.backbone = dataset, catalog, backbone
+        self.companion = companion  # [hybrid]'s SASRec (eval.generative.Companion) or None
         self.beam, self.max_history = beam, max_history
         self._trie = SIDTrie.from_catalog(catalog)
         self._items = {item.id: n for n, item in enumerate(dataset.items)}
@@ -79,7 +82,8 @@ class Recommender:
         from .eval.generative import recommend
 
         return recommend(self.backbone, self.catalog, histories, users=users, beam=self.beam,
-                         topk=k, max_history=self.max_history, trie=self._trie)
+                         topk=k, max_history=self.max_history, trie=self._trie,
+                         companion=self.companion)
 
     def _rows(self, recs) -> list[list[Recommendation]]:
         return [[self._row(r, i, s) for r, (i, s) in enumerate(zip(items, scores)) if i >= 0]
@@ -154,7 +158,8 @@ def _check_k(k, beam: int) -> None:
 def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None = None,
                      beam: int | None = None) -> Recommender:
     """Load a finished run's checkpoint (default: what ``evaluate_run`` scores) with its
-    dataset and SIDs, after checking the checkpoint was trained on them."""
+    dataset and SIDs, after checking the checkpoint was trained on them (and, with
+    ``[hybrid] enabled``, the run's SASRec, whose lists it merges in)."""
     from .train.checkpoints import open_trained
 
     cfg = as_config(config)
@@ -167,8 +172,14 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
         raise DeepInterestError(f"no checkpoint at {checkpoint}; train the run first "
                                 f"(di.run or {stage})")
     trained = open_trained(run_.dataset, run_.sids, checkpoint)
+    companion = None
+    if cfg.hybrid.enabled:  # the run ranks with SASRec's lists merged in, as `di eval` scores
+        from .train.sasrec import load_companion
+
+        companion = load_companion(run_.sasrec, trained.dataset, cfg.hybrid)
     return Recommender(trained.dataset, trained.catalog, trained.backbone,
-                       beam=beam or cfg.eval.beam, max_history=cfg.split.max_history)
+                       beam=beam or cfg.eval.beam, max_history=cfg.split.max_history,
+                       companion=companion)
 
 
 def load_ensemble(configs: Sequence[ConfigLike], *, weights: Sequence[float] | None = None,

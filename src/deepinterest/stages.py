@@ -19,6 +19,7 @@ from .config import DataConfig, MineConfig, RunConfig, TokenizeConfig, load_conf
 from .data.model import INFO_FILE, Dataset, load_dataset
 from .errors import DeepInterestError
 from .layout import RunLayout
+from .train.sasrec_config import HybridConfig
 
 ConfigLike = RunConfig | str | Path | None
 
@@ -132,6 +133,24 @@ def train_rl(config: ConfigLike = None, *, force: bool = False,
                     force=force, progress=progress)
 
 
+def train_sasrec(config: ConfigLike = None, *, force: bool = False,
+                 progress: bool = True) -> StageResult:
+    """``[hybrid]``'s SASRec on the run's dataset (``di train --stage sasrec``): reads
+    ``<workdir>/dataset``, writes ``<workdir>/sasrec``. ``di eval`` and ``di recommend``
+    merge its lists with the generative model's while ``[hybrid] enabled``."""
+    from .train.sasrec import sasrec_stage
+
+    cfg = as_config(config)
+    run_ = RunLayout(cfg.workdir)
+    return sasrec_stage(cfg.hybrid.sasrec, run_.dataset, run_.sasrec, force=force,
+                        progress=progress)
+
+
+def run_hybrid(cfg: RunConfig) -> tuple[HybridConfig, Path] | None:
+    """``([hybrid], its SASRec folder)`` when the run merges SASRec's lists, else None."""
+    return (cfg.hybrid, RunLayout(cfg.workdir).sasrec) if cfg.hybrid.enabled else None
+
+
 def _run_interests(cfg: RunConfig, run_: RunLayout) -> Path | None:
     """The run's interests artifact (RL rewards, interest tokens): when ``[mine]`` has miners and the
     folder is a finished artifact (a stale folder of a run that no longer mines is ignored)."""
@@ -148,14 +167,15 @@ def evaluate_run(config: ConfigLike = None, *,
     writes ``<workdir>/eval/metrics.json`` (read it with ``read_metrics``).
 
     ``checkpoint`` defaults to ``rl/best`` when ``[train.rl]`` is enabled, else
-    ``sft/best``.
+    ``sft/best``. With ``[hybrid] enabled`` the lists merge in the run's SASRec.
     """
     from .eval.stage import eval_stage
 
     cfg = as_config(config)
     run_ = RunLayout(cfg.workdir)
     return eval_stage(cfg.eval, cfg.split, run_.dataset, run_.sids,
-                      checkpoint or run_.final_checkpoint(cfg.train.rl.enabled), run_.eval)
+                      checkpoint or run_.final_checkpoint(cfg.train.rl.enabled), run_.eval,
+                      hybrid=run_hybrid(cfg))
 
 
 def read_metrics(folder: str | Path) -> dict[str, dict[str, float]]:

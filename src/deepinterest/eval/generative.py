@@ -11,6 +11,10 @@ not removed).
 Histories are processed in order of length and each batch is trimmed to its
 longest history, so a batch of short histories costs short sequences; the
 outputs are put back in the caller's order.
+
+A :class:`Companion` (a run's ``[hybrid]``: a SASRec trained on the same
+dataset) adds its own list to every view's beam, merged item by item with
+:func:`~.ensemble.fuse` under the companion's rule and weight.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ..backbones.decoding import constrained_beam_search
 from ..backbones.trie import SIDTrie
 from ..data.splits import DEFAULT_MAX_HISTORY, Example
 from .ensemble import fuse
-from .lists import Recommendations
+from .lists import Companion, Recommendations
 from .metrics import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
 
 
@@ -52,15 +56,19 @@ def _device(backbone: torch.nn.Module) -> torch.device:
 def recommend(
     backbone, catalog, histories: Sequence[tuple[int, ...]], *, users: Sequence[int] | None = None,
     beam: int = DEFAULT_BEAM, topk: int = 10, batch_size: int = 256, max_history: int = DEFAULT_MAX_HISTORY,
-    trie: SIDTrie | None = None,
+    trie: SIDTrie | None = None, companion: Companion | None = None,
 ) -> Recommendations:
     """Top-``topk`` valid items for each history (item positions, best first).
 
     A backbone with several SID views (a ``views()`` method, e.g.
     :class:`~deepinterest.backbones.t5_views.TwoViewT5`) is searched once per
     view, each beam handing over its ``beam`` items, and the lists merged by
-    :func:`~.ensemble.fuse` (``trie`` is the first view's).
+    :func:`~.ensemble.fuse` (``trie`` is the first view's). A ``companion``'s
+    list joins the merge (module docstring).
     """
+    if companion is not None:
+        return _hybrid(backbone, catalog, histories, companion, users=users, beam=beam,
+                       topk=topk, batch_size=batch_size, max_history=max_history, trie=trie)
     if hasattr(backbone, "views"):
         lists = view_lists(backbone, histories, users=users, beam=beam, batch_size=batch_size,
                            max_history=max_history, trie=trie)
@@ -85,6 +93,23 @@ def recommend(
     return Recommendations(items, scores)
 
 
+def _hybrid(backbone, catalog, histories: Sequence[tuple[int, ...]], companion: Companion, *,
+            beam: int, topk: int, trie: SIDTrie | None, **search) -> Recommendations:
+    """Every view's beam and the companion's list, merged (``search``: users, batch size
+    and max history of :func:`recommend`)."""
+    from ..train.sasrec import recommend_sasrec
+
+    if hasattr(backbone, "views"):
+        lists = view_lists(backbone, histories, beam=beam, trie=trie, **search)
+    else:
+        lists = [recommend(backbone, catalog, histories, beam=beam, topk=beam, trie=trie,
+                           **search)]
+    lists.append(recommend_sasrec(companion.model, histories, topk=companion.candidates))
+    weights = [1.0] * (len(lists) - 1) + [companion.weight]
+    return fuse(lists, weights=weights, rule=companion.rule,
+                topk=min(topk, len(catalog.item_ids)))
+
+
 def view_lists(backbone, histories: Sequence[tuple[int, ...]], *, beam: int = DEFAULT_BEAM,
                trie: SIDTrie | None = None, **search) -> list[Recommendations]:
     """Each SID view's beam (``beam`` items per history) of a backbone with ``views()``,
@@ -97,11 +122,12 @@ def view_lists(backbone, histories: Sequence[tuple[int, ...]], *, beam: int = DE
 
 def target_ranks(backbone, catalog, examples: Sequence[Example], *, beam: int = DEFAULT_BEAM,
                  topk: int = 10, batch_size: int = 256, max_history: int = DEFAULT_MAX_HISTORY,
-                 trie: SIDTrie | None = None) -> np.ndarray:
+                 trie: SIDTrie | None = None, companion: Companion | None = None) -> np.ndarray:
     """0-based rank of each example's target in its top-``topk`` list, -1 when absent."""
     recs = recommend(backbone, catalog, [e.history for e in examples],
                      users=[e.user for e in examples], beam=beam, topk=topk,
-                     batch_size=batch_size, max_history=max_history, trie=trie)
+                     batch_size=batch_size, max_history=max_history, trie=trie,
+                     companion=companion)
     return ranks_in(recs, [e.target for e in examples], topk=topk)
 
 
@@ -118,15 +144,17 @@ def ranks_in(recs: Recommendations, targets: Sequence[int], *,
 def evaluate_generative(
     backbone, catalog, examples: Sequence[Example], *, beam: int = DEFAULT_BEAM, topk: int = 10,
     batch_size: int = 256, ks: Sequence[int] = DEFAULT_KS, max_history: int = DEFAULT_MAX_HISTORY,
-    trie: SIDTrie | None = None,
+    trie: SIDTrie | None = None, companion: Companion | None = None,
 ) -> Metrics:
-    """HR@K and NDCG@K of the constrained beam's top-``topk`` lists."""
+    """HR@K and NDCG@K of the constrained beam's top-``topk`` lists (merged with a
+    ``companion``'s when given)."""
     if max(ks) > topk:
         raise ValueError(f"K={max(ks)} needs topk >= {max(ks)}, got topk={topk}")
     ranks = target_ranks(backbone, catalog, examples, beam=beam, topk=topk,
-                         batch_size=batch_size, max_history=max_history, trie=trie)
+                         batch_size=batch_size, max_history=max_history, trie=trie,
+                         companion=companion)
     return metrics_from_ranks(ranks, ks)
 
 
-__all__ = ["NOT_FOUND", "Recommendations", "evaluate_generative", "history_batch",
+__all__ = ["NOT_FOUND", "Companion", "Recommendations", "evaluate_generative", "history_batch",
            "length_batches", "ranks_in", "recommend", "target_ranks", "view_lists"]

@@ -41,49 +41,27 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from ..artifacts import atomic_write_text
+from ..artifacts import StageResult, atomic_write_text
 from ..backbones.base import pad_histories
 from ..backbones.sasrec import SASRec
 from ..data import Dataset, Example, leave_one_out
 from ..errors import DeepInterestError
-from ..eval.lists import Recommendations
+from ..eval.lists import Companion, Recommendations
 from ..eval.metrics import DEFAULT_KS, Metrics, metrics_from_ranks, ranks_from_scores
 from .distributed import DistInfo
 from .loop import EpochRecord, LoopSettings, Progress, Step, Task, bucket_batches, run_epochs
+from .sasrec_config import HybridConfig, SASRecConfig
 
 MAX_HISTORY = 20  # evaluation protocol (docs/data.md)
+SASREC_STAGE = "sasrec"
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
-
-
-class SASRecConfig(BaseModel):
-    """Model and training settings; defaults are the paper's Beauty settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hidden: int = Field(64, ge=1)
-    layers: int = Field(2, ge=1)
-    heads: int = Field(1, ge=1)
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    max_len: int = Field(20, ge=1, description="most recent items the model reads")
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(256, ge=1)
-    eval_batch_size: int = Field(1024, ge=1)
-    epochs: int = Field(200, ge=1, description="upper bound; early stopping usually ends sooner")
-    patience: int = Field(5, ge=1, description="validation checks without improvement")
-    eval_every: int = Field(1, ge=1)
-    max_seconds: float | None = Field(None, gt=0, description="stop after the epoch that "
-                                      "passes this wall time (a benchmark budget)")
-    bucket: bool = Field(True, description="bucket batches by length")
-    seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; None = torch default")
 
 
 @dataclass(frozen=True)
@@ -311,3 +289,48 @@ def check_sasrec_items(out_dir: str | Path, item_ids: Sequence[str]) -> None:
         raise DeepInterestError(f"{out_dir}: this SASRec was trained on another catalogue "
                                 f"than this dataset's ({meta['num_items']} items there, "
                                 f"{len(item_ids)} here); train it on this dataset")
+
+
+# --- the [hybrid] stage ----------------------------------------------------------------------
+
+
+def sasrec_stage(config: SASRecConfig, dataset_dir: str | Path, out: str | Path, *,
+                 force: bool = False, progress: bool = True) -> StageResult:
+    """SASRec trained on a dataset artifact into ``out`` (``di train --stage sasrec``): the
+    model of :func:`save_sasrec` and its ``metrics.json``; skipped while the dataset and
+    ``config`` are unchanged, written atomically like every stage."""
+    from ..artifacts import Stage, artifact_fingerprint, run_stage
+    from ..data import load_dataset
+    from ..eval.metrics import write_metrics
+
+    dataset_dir = Path(dataset_dir)
+
+    def build(folder: Path) -> dict[str, Any]:
+        result = train_sasrec(load_dataset(dataset_dir), config, out_dir=folder,
+                              progress=progress)
+        write_metrics(folder / "metrics.json", {"valid": result.valid, "test": result.test},
+                      model="sasrec", best_epoch=result.best_epoch,
+                      epochs_run=result.epochs_run)
+        return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                "valid_ndcg@10": round(result.valid.values["ndcg@10"], 4)}
+
+    return run_stage(Stage(SASREC_STAGE, Path(out), {"sasrec": config.model_dump()},
+                           {"dataset": artifact_fingerprint(dataset_dir)}, force), build)
+
+
+def load_companion(folder: str | Path, dataset: Dataset, hybrid: HybridConfig) -> Companion:
+    """``[hybrid]``'s SASRec from a finished :func:`sasrec_stage` folder, checked against
+    the dataset it will rank for, with the merge's settings."""
+    sasrec_fingerprint(folder)  # finished, or a clear error
+    check_sasrec_items(folder, [item.id for item in dataset.items])
+    return Companion(load_sasrec(folder), hybrid.weight, hybrid.rule, hybrid.candidates)
+
+
+def sasrec_fingerprint(folder: str | Path) -> str:
+    """The fingerprint of a finished :func:`sasrec_stage` folder (an eval input)."""
+    from ..artifacts import MANIFEST, read_manifest
+
+    if not (Path(folder) / MANIFEST).is_file():
+        raise DeepInterestError(f"{folder}: no finished SASRec; [hybrid] merges its lists, "
+                                "so train it first (`di train --stage sasrec`, or `di run`)")
+    return read_manifest(folder)["fingerprint"]

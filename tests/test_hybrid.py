@@ -1,0 +1,119 @@
+"""A run with ``[hybrid] enabled``: SASRec trained on the run's dataset, its lists merged
+with the generative model's wherever the run ranks (``di eval``, ``di recommend``)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import deepinterest as di
+from deepinterest.cli import app
+from deepinterest.data.splits import leave_one_out
+from deepinterest.errors import DeepInterestError
+from deepinterest.eval.ensemble import fuse
+from deepinterest.eval.generative import ranks_in, recommend
+from deepinterest.eval.metrics import metrics_from_ranks
+from deepinterest.layout import RunLayout
+from deepinterest.train.checkpoints import open_trained
+from deepinterest.train.sasrec import load_sasrec, recommend_sasrec
+
+HYBRID = """
+[hybrid]
+enabled = true
+weight = 1.5
+candidates = 15
+[hybrid.sasrec]
+hidden = 16
+layers = 1
+dropout = 0.0
+epochs = 2
+threads = 1
+"""
+
+
+def _config(root, tiny_config, extra=HYBRID):
+    path = tiny_config(root)
+    path.write_text(path.read_text() + extra)
+    return di.load_config(path)
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory, tiny_config):
+    cfg = _config(tmp_path_factory.mktemp("hybrid"), tiny_config)
+    stages = []
+    di.run(cfg, on_stage=stages.append, progress=False)
+    return cfg, stages
+
+
+def _by_hand(cfg, histories, users, k):
+    """The generative beam and SASRec's list merged as [hybrid] says, from the parts."""
+    layout = RunLayout(cfg.workdir)
+    trained = open_trained(layout.dataset, layout.sids, layout.checkpoint)
+    beam = recommend(trained.backbone, trained.catalog, histories, users=users,
+                     beam=cfg.eval.beam, topk=cfg.eval.beam,
+                     max_history=cfg.split.max_history)
+    sasrec = recommend_sasrec(load_sasrec(layout.sasrec), histories,
+                              topk=cfg.hybrid.candidates)
+    return fuse([beam, sasrec], weights=[1.0, cfg.hybrid.weight], rule=cfg.hybrid.rule,
+                topk=k)
+
+
+def test_the_run_trains_sasrec_and_eval_scores_the_merge(hybrid_run):
+    cfg, stages = hybrid_run
+    layout = RunLayout(cfg.workdir)
+    assert [s.stage for s in stages] == ["data", "mine", "tokenize", "train-sft", "sasrec",
+                                         "eval", "baseline"]
+    assert di.read_metrics(layout.sasrec)["valid"]["ndcg@10"] >= 0.0
+    dataset = di.load_dataset(layout.dataset)
+    valid = leave_one_out(dataset, max_history=cfg.split.max_history).valid
+    merged = _by_hand(cfg, [e.history for e in valid], [e.user for e in valid], 10)
+    expected = metrics_from_ranks(ranks_in(merged, [e.target for e in valid], topk=10),
+                                  cfg.eval.ks).values
+    assert di.read_metrics(layout.eval)["valid"] == pytest.approx(expected, abs=1e-12)
+    saved = json.loads((layout.eval / "metrics.json").read_text())
+    assert saved["hybrid"] == {"weight": 1.5, "rule": "rrf", "candidates": 15}
+
+
+def test_serving_ranks_with_the_same_merge(hybrid_run):
+    cfg, _ = hybrid_run
+    model = di.load_recommender(cfg)
+    user = model.dataset.users[3]
+    got = [r.item for r in model.recommend(user.id, k=5)]
+    merged = _by_hand(cfg, [user.items], [3], 5)
+    assert got == [model.dataset.items[i].id for i in merged.items[0].tolist()]
+
+
+def test_a_new_weight_rescores_without_retraining_and_off_restores_the_plain_eval(
+        hybrid_run, tmp_path, tiny_config):
+    cfg, _ = hybrid_run
+    layout = RunLayout(cfg.workdir)
+    before = di.read_metrics(layout.eval)
+    cfg.hybrid.weight = 0.25
+    stages = []
+    di.run(cfg, on_stage=stages.append, progress=False)
+    skipped = {s.stage: s.skipped for s in stages}
+    assert skipped["sasrec"] and skipped["train-sft"] and not skipped["eval"]
+    assert json.loads((layout.eval / "metrics.json").read_text())["hybrid"]["weight"] == 0.25
+    cfg.hybrid.enabled = False  # the generative model alone, as a run without [hybrid]
+    di.run(cfg, progress=False)
+    plain = _config(tmp_path, tiny_config, extra="")
+    di.run(plain, progress=False)
+    assert di.read_metrics(layout.eval) == di.read_metrics(RunLayout(plain.workdir).eval)
+    assert di.read_metrics(layout.eval) != before
+
+
+def test_eval_without_a_trained_sasrec_fails_before_writing(tmp_path, tiny_config):
+    cfg = _config(tmp_path, tiny_config)
+    di.prepare_data(cfg.data, RunLayout(cfg.workdir).dataset)
+    di.tokenize_items(RunLayout(cfg.workdir).dataset, RunLayout(cfg.workdir).sids, cfg)
+    di.train_sft(cfg, progress=False)
+    with pytest.raises(DeepInterestError, match="no finished SASRec"):
+        di.evaluate_run(cfg)
+    assert not RunLayout(cfg.workdir).eval.exists()
+    with pytest.raises(DeepInterestError, match="no finished SASRec"):
+        di.load_recommender(cfg)
+    path = tmp_path / "tiny.toml"
+    out = CliRunner().invoke(app, ["train", "--stage", "sasrec", "--config", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "[sasrec] done" in out.output
+    assert di.evaluate_run(cfg).stage == "eval"
