@@ -117,3 +117,31 @@ def tiny_config():
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_with(tiny_config):
+    """``tiny_with(root, extra, backbone="t5")``: the tiny run config with ``extra`` (TOML)
+    appended and ``backbone`` set, loaded."""
+    import deepinterest as di
+
+    def load(root, extra="", backbone="t5"):
+        path = tiny_config(root)
+        text = path.read_text().replace('backbone = "t5"', f'backbone = "{backbone}"')
+        path.write_text(text + extra)
+        return di.load_config(path)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def run_chain():
+    """``run_chain(cfg)``: ``di.run`` of ``cfg`` quietly; (cfg, each stage's result)."""
+    import deepinterest as di
+
+    def run(cfg):
+        stages = []
+        di.run(cfg, on_stage=stages.append, progress=False)
+        return cfg, stages
+
+    return run

@@ -31,18 +31,9 @@ threads = 1
 """
 
 
-def _config(root, tiny_config, extra=HYBRID):
-    path = tiny_config(root)
-    path.write_text(path.read_text() + extra)
-    return di.load_config(path)
-
-
 @pytest.fixture(scope="module")
-def hybrid_run(tmp_path_factory, tiny_config):
-    cfg = _config(tmp_path_factory.mktemp("hybrid"), tiny_config)
-    stages = []
-    di.run(cfg, on_stage=stages.append, progress=False)
-    return cfg, stages
+def hybrid_run(tmp_path_factory, tiny_with, run_chain):
+    return run_chain(tiny_with(tmp_path_factory.mktemp("hybrid"), HYBRID))
 
 
 def _by_hand(cfg, histories, users, k):
@@ -84,7 +75,7 @@ def test_serving_ranks_with_the_same_merge(hybrid_run):
 
 
 def test_a_new_weight_rescores_without_retraining_and_off_restores_the_plain_eval(
-        hybrid_run, tmp_path, tiny_config):
+        hybrid_run, tmp_path, tiny_with):
     cfg, _ = hybrid_run
     layout = RunLayout(cfg.workdir)
     before = di.read_metrics(layout.eval)
@@ -96,14 +87,14 @@ def test_a_new_weight_rescores_without_retraining_and_off_restores_the_plain_eva
     assert json.loads((layout.eval / "metrics.json").read_text())["hybrid"]["weight"] == 0.25
     cfg.hybrid.enabled = False  # the generative model alone, as a run without [hybrid]
     di.run(cfg, progress=False)
-    plain = _config(tmp_path, tiny_config, extra="")
+    plain = tiny_with(tmp_path)
     di.run(plain, progress=False)
     assert di.read_metrics(layout.eval) == di.read_metrics(RunLayout(plain.workdir).eval)
     assert di.read_metrics(layout.eval) != before
 
 
-def test_eval_without_a_trained_sasrec_fails_before_writing(tmp_path, tiny_config):
-    cfg = _config(tmp_path, tiny_config)
+def test_eval_without_a_trained_sasrec_fails_before_writing(tmp_path, tiny_with):
+    cfg = tiny_with(tmp_path, HYBRID)
     di.prepare_data(cfg.data, RunLayout(cfg.workdir).dataset)
     di.tokenize_items(RunLayout(cfg.workdir).dataset, RunLayout(cfg.workdir).sids, cfg)
     di.train_sft(cfg, progress=False)

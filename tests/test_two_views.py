@@ -18,19 +18,9 @@ from deepinterest.train.checkpoints import open_trained
 SECOND = '\n[tokenize.second]\ninterests = "mine"\ninterest_mode = "fusion"\n'
 
 
-def _config(root, tiny_config, *, backbone="t5-views", second=SECOND):
-    path = tiny_config(root)
-    text = path.read_text().replace('backbone = "t5"', f'backbone = "{backbone}"')
-    path.write_text(text + second)
-    return di.load_config(path)
-
-
 @pytest.fixture(scope="module")
-def two_views(tmp_path_factory, tiny_config):
-    cfg = _config(tmp_path_factory.mktemp("views"), tiny_config)
-    stages = []
-    di.run(cfg, on_stage=stages.append, progress=False)
-    return cfg, stages
+def two_views(tmp_path_factory, tiny_with, run_chain):
+    return run_chain(tiny_with(tmp_path_factory.mktemp("views"), SECOND, "t5-views"))
 
 
 def test_the_run_tokenizes_both_views_and_trains_one_two_view_model(two_views):
@@ -80,18 +70,18 @@ def test_a_change_to_the_second_view_retokenizes_it_and_retrains(two_views):
 @pytest.mark.parametrize("backbone, second, message", [
     ("t5", SECOND, "learns one"), ("t5-views", "", "learns two")])
 def test_a_view_and_a_backbone_that_disagree_fail_before_any_stage(
-        tmp_path, tiny_config, backbone, second, message):
-    cfg = _config(tmp_path, tiny_config, backbone=backbone, second=second)
+        tmp_path, tiny_with, backbone, second, message):
+    cfg = tiny_with(tmp_path, second, backbone)
     with pytest.raises(di.DeepInterestError, match=message):
         di.run(cfg, progress=False)
     assert not (tmp_path / "work" / "dataset").exists()
 
 
-def test_second_view_settings_are_checked_with_the_config(tmp_path, tiny_config):
+def test_second_view_settings_are_checked_with_the_config(tmp_path, tiny_with):
     for bad, message in (('levels = 0', "second view's settings: levels"),
                          ('second = { levels = 2 }', "third view")):
         with pytest.raises(di.DeepInterestError, match=message):
-            _config(tmp_path, tiny_config, second=f"\n[tokenize.second]\n{bad}\n")
+            tiny_with(tmp_path, f"\n[tokenize.second]\n{bad}\n", "t5-views")
     assert di.RunConfig().tokenize.second_view() is None
 
 
@@ -153,8 +143,8 @@ def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, 
     assert float(timed["t5-views s/step"]) > 0 and float(timed["t5 s/step"]) > 0
 
 
-def test_a_users_own_folder_where_the_second_view_goes_survives(tmp_path, tiny_config):
-    cfg = _config(tmp_path, tiny_config)
+def test_a_users_own_folder_where_the_second_view_goes_survives(tmp_path, tiny_with):
+    cfg = tiny_with(tmp_path, SECOND, "t5-views")
     own = RunLayout(cfg.workdir).second_sids
     own.mkdir(parents=True)
     (own / "notes.txt").write_text("mine")
