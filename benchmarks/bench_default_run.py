@@ -25,11 +25,33 @@ from deepinterest.pipeline import run
 from records import record_and_print
 
 
+def eval_figures(cfg: RunConfig, prefix: str = "") -> dict[str, float | int]:
+    """The run's eval metrics on both splits, and its test users."""
+    metrics = json.loads((cfg.workdir / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    figures: dict[str, float | int] = {}
+    for split in ("valid", "test"):
+        figures.update({f"{prefix}{split} {k}": v for k, v in metrics[split].items()})
+    return figures | {f"{prefix}test users": metrics["users"]["test"]}
+
+
+def hybrid_figures(cfg: RunConfig, threads: int | None) -> dict[str, float | int]:
+    """The same run again with ``[hybrid]`` enabled (every earlier stage skipped)."""
+    cfg.hybrid.enabled = True
+    cfg.hybrid.sasrec.threads = threads
+    start = time.perf_counter()
+    run(cfg, progress=False)
+    return eval_figures(cfg, "hybrid ") | {
+        "hybrid seconds added": round(time.perf_counter() - start, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="train.sft.threads")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                         help="train.sft.precision")
+    parser.add_argument("--hybrid", action="store_true",
+                        help="then [hybrid] enabled on the same run: the time it adds (the "
+                        "SASRec stage, eval again) and the merged metrics")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,18 +62,19 @@ def main() -> None:
         run(cfg, progress=False)
         seconds = time.perf_counter() - start
         sft = json.loads((cfg.workdir / "sft" / "metrics.json").read_text(encoding="utf-8"))
-        metrics = json.loads((cfg.workdir / "eval" / "metrics.json").read_text(encoding="utf-8"))
-    figures: dict[str, float | int] = {}
-    for split in ("valid", "test"):
-        figures.update({f"{split} {k}": v for k, v in metrics[split].items()})
-    figures.update({"best epoch": sft["best_epoch"], "epochs run": sft["epochs_run"],
-                    "test users": metrics["users"]["test"]})
+        figures = eval_figures(cfg)
+        if args.hybrid:
+            figures |= hybrid_figures(cfg, args.threads)
+    figures.update({"best epoch": sft["best_epoch"], "epochs run": sft["epochs_run"]})
+    suffix = ("" if args.precision == "fp32" else f"-{args.precision}") + (
+        "-hybrid" if args.hybrid else "")
     record_and_print(
-        name="default-t5-run" + ("" if args.precision == "fp32" else f"-{args.precision}"),
+        name="default-t5-run" + suffix,
         dataset="default", method=f"di run: T5 with the default config ({args.precision})",
         figures=figures, seconds=seconds,
         notes=f"whole chain in a fresh folder (data, embeddings, SIDs, SFT, eval, baseline); "
-        f"config: {cfg.train.model_dump()}")
+        f"config: {cfg.train.model_dump()}"
+        + (f"; then [hybrid] {cfg.hybrid.model_dump()}" if args.hybrid else ""))
 
 
 if __name__ == "__main__":
