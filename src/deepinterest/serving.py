@@ -12,7 +12,7 @@ from .data.splits import DEFAULT_MAX_HISTORY
 from .errors import DeepInterestError
 from .eval.metrics import DEFAULT_BEAM
 from .layout import RunLayout
-from .stages import ConfigLike, as_config
+from .stages import ConfigLike, as_config, run_hybrid
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -173,10 +173,10 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
                                 f"(di.run or {stage})")
     trained = open_trained(run_.dataset, run_.sids, checkpoint)
     companion = None
-    if cfg.hybrid.enabled:  # the run ranks with SASRec's lists merged in, as `di eval` scores
+    if (hybrid := run_hybrid(cfg)) is not None:  # SASRec's lists merged in, as `di eval` does
         from .train.sasrec import load_companion
 
-        companion = load_companion(run_.sasrec, trained.dataset, cfg.hybrid)
+        companion = load_companion(hybrid[1], trained.dataset, hybrid[0])
     return Recommender(trained.dataset, trained.catalog, trained.backbone,
                        beam=beam or cfg.eval.beam, max_history=cfg.split.max_history,
                        companion=companion)

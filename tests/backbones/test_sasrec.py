@@ -162,6 +162,7 @@ def test_recommend_lists_each_historys_best_items_with_log_probabilities():
         assert recs.items[row].tolist() == top.indices.tolist()
         torch.testing.assert_close(recs.scores[row], top.values)
     assert model.training  # put back as it was
+    assert recommend_sasrec(model, hists, topk=50).items.shape == (5, 30)  # the whole catalogue
 
 
 def test_saved_model_is_checked_against_the_catalogue(tmp_path):

@@ -41,9 +41,9 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +151,8 @@ def recommend_sasrec(model: SASRec, histories: Sequence[Sequence[int]], *, topk:
                      batch_size: int = 1024) -> Recommendations:
     """Each history's ``topk`` next items with their log-probabilities (a full softmax
     over the catalogue), best first: lists :func:`~deepinterest.eval.ensemble.fuse`
-    merges with a generative model's beams."""
+    merges with a generative model's beams (all items when the catalogue is smaller)."""
+    topk = min(topk, model.num_items)
     items = torch.empty(len(histories), topk, dtype=torch.long)
     scores = torch.empty(len(histories), topk)
     for rows, logits in _scored(model, histories, batch_size):
