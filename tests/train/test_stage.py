@@ -60,7 +60,7 @@ def test_unknown_user_and_stage_are_clear_errors(tiny_run):
     result = runner.invoke(app, ["recommend", "--config", str(cfg), "--user", "nobody"])
     assert result.exit_code == 2 and "unknown user 'nobody'" in result.output
     result = runner.invoke(app, ["train", "--config", str(cfg), "--stage", "ppo"])
-    assert result.exit_code == 2 and "--stage sft or --stage rl" in result.output
+    assert result.exit_code == 2 and "use --stage sft, rl or sasrec" in result.output
 
 
 def test_di_train_under_torchrun_writes_one_finished_artifact(tiny_run, tmp_path, run_proc):
