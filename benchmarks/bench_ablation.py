@@ -225,6 +225,7 @@ def main() -> None:
     if args.first and args.fusion is not None:
         raise SystemExit("--first and --fusion pick two interest modes: give one")
     base = load_config(args.config) if args.config else RunConfig()
+    base.hybrid.enabled = False  # the method's rows measure the generative model alone
     if args.seed is not None:
         base.train.sft.seed = base.train.rl.seed = args.seed
     if args.collab_weight:

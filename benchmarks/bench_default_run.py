@@ -59,6 +59,7 @@ def main() -> None:
         cfg.tokenize.cache_dir = Path(tmp) / "cache"
         cfg.train.sft.threads = args.threads
         cfg.train.sft.precision = args.precision
+        cfg.hybrid.enabled = False  # the T5 alone first; --hybrid adds SASRec after
         run(cfg, progress=False)
         seconds = time.perf_counter() - start
         sft = json.loads((cfg.workdir / "sft" / "metrics.json").read_text(encoding="utf-8"))

@@ -85,7 +85,8 @@ def one_thread():
 
 
 # A run small enough for the whole chain in seconds: 120 items, 150 users, a 2-level
-# 8-code tokenizer and a one-layer T5 trained for two epochs.
+# 8-code tokenizer and a one-layer T5 trained for two epochs; [hybrid] off, so eval scores
+# the T5 alone (tests/test_hybrid.py runs the chain with it).
 TINY_RUN = """
 workdir = "{work}"
 [data.synthetic]
@@ -95,6 +96,8 @@ n_users = 150
 levels = 2
 codebook_size = 8
 cache_dir = "{cache}"
+[hybrid]
+enabled = false
 [train]
 backbone = "t5"
 options = {{ d_model = 32, encoder_layers = 1, decoder_layers = 1, heads = 2, d_kv = 16, d_ff = 64 }}
@@ -122,12 +125,15 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_with(tiny_config):
     """``tiny_with(root, extra, backbone="t5")``: the tiny run config with ``extra`` (TOML)
-    appended and ``backbone`` set, loaded."""
+    appended and ``backbone`` set, loaded; a ``[hybrid]`` table in ``extra`` replaces the
+    tiny run's (off)."""
     import deepinterest as di
 
     def load(root, extra="", backbone="t5"):
         path = tiny_config(root)
         text = path.read_text().replace('backbone = "t5"', f'backbone = "{backbone}"')
+        if "[hybrid]" in extra:
+            text = text.replace("[hybrid]\nenabled = false\n", "")
         path.write_text(text + extra)
         return di.load_config(path)
 

@@ -175,7 +175,7 @@ def test_train_stage_rl_command_reproduces_the_run_and_serves_its_checkpoint(rl_
 
     root, cfg, _ = rl_run
     work = tmp_path / "w"
-    for part in ("dataset", "interests", "sids", "sft"):
+    for part in ("dataset", "interests", "sids", "sft", "sasrec"):  # [hybrid]: on by default
         shutil.copytree(root / "w" / part, work / part)
     result = runner.invoke(app, ["train", "--stage", "rl", "--config", str(cfg),
                                  "--workdir", str(work)])

@@ -63,6 +63,7 @@ def test_the_run_trains_sasrec_and_eval_scores_the_merge(hybrid_run):
     assert di.read_metrics(layout.eval)["valid"] == pytest.approx(expected, abs=1e-12)
     saved = json.loads((layout.eval / "metrics.json").read_text())
     assert saved["hybrid"] == {"weight": 1.5, "rule": "rrf", "candidates": 15}
+    assert di.RunConfig().hybrid.enabled  # the default chain ranks this way too
 
 
 def test_serving_ranks_with_the_same_merge(hybrid_run):

@@ -43,7 +43,9 @@ class HybridConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    enabled: bool = Field(False, description="train SASRec in `di run` and merge its lists")
+    # On by default: on the embedded dataset it adds 15 s to `di run` and lifts validation
+    # NDCG@10 from 0.170 to 0.195 (record default-t5-run-hybrid, docs/training.md).
+    enabled: bool = Field(True, description="train SASRec in `di run` and merge its lists")
     weight: float = Field(1.0, ge=0.0, description="SASRec's weight in the merge; each SID "
                           "view weighs 1")
     rule: Literal["probability", "rrf"] = Field(
