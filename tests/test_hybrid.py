@@ -108,4 +108,6 @@ def test_eval_without_a_trained_sasrec_fails_before_writing(tmp_path, tiny_with)
     out = CliRunner().invoke(app, ["train", "--stage", "sasrec", "--config", str(path)])
     assert out.exit_code == 0, out.output
     assert "[sasrec] done" in out.output
-    assert di.evaluate_run(cfg).stage == "eval"
+    evaluated = CliRunner().invoke(app, ["eval", "--config", str(path)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "merged with SASRec by rrf, weight 1.5" in evaluated.output
