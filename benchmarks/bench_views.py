@@ -14,7 +14,8 @@ scores each view alone and the merge on every user of ``--split``; with
 ``--sasrec DIR`` (a SASRec that ``bench_sasrec.py --out-dir`` saved on the same
 dataset) also SASRec alone and a hybrid: its top 20 merged with both views'
 lists by ``--hybrid-rule`` (reciprocal ranks unless told), SASRec weighted by
-each ``--sasrec-weight``.
+each ``--sasrec-weight``. ``--rl-epochs N --rl-out DIR`` first tunes the scored
+checkpoint with GRPO (``[train.rl]`` of ``--config``) and scores ``DIR/best``.
 ``--time-steps N`` instead times N training steps of a one-view ``t5`` (the first
 view) and of the two-view model, alternating, in the same process (no training
 folder is written).
