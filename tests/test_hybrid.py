@@ -111,3 +111,18 @@ def test_eval_without_a_trained_sasrec_fails_before_writing(tmp_path, tiny_with)
     evaluated = CliRunner().invoke(app, ["eval", "--config", str(path)])
     assert evaluated.exit_code == 0, evaluated.output
     assert "merged with SASRec by rrf, weight 1.5" in evaluated.output
+
+
+def test_a_users_own_sasrec_folder_and_files_beside_it_survive(tmp_path, tiny_with):
+    cfg = tiny_with(tmp_path, HYBRID)
+    layout = RunLayout(cfg.workdir)
+    di.prepare_data(cfg.data, layout.dataset)
+    beside, own = layout.root / "notes.txt", layout.sasrec / "mine.txt"
+    own.parent.mkdir(parents=True)
+    beside.write_text("beside"), own.write_text("mine")
+    with pytest.raises(DeepInterestError):  # not a sasrec stage folder: refused
+        di.train_sasrec(cfg, progress=False)
+    assert own.read_text() == "mine" and beside.read_text() == "beside"
+    own.unlink(), own.parent.rmdir()
+    assert di.train_sasrec(cfg, progress=False).stage == "sasrec"
+    assert beside.read_text() == "beside" and di.train_sasrec(cfg, progress=False).skipped
