@@ -36,8 +36,8 @@ from deepinterest.config import RunConfig, load_config
 from deepinterest.data import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.eval.ensemble import RULES, fuse
-from deepinterest.eval.generative import ranks_in, view_lists
-from deepinterest.eval.lists import Recommendations
+from deepinterest.eval.generative import merge_companion, ranks_in, view_lists
+from deepinterest.eval.lists import Companion, Recommendations
 from deepinterest.eval.metrics import metrics_from_ranks
 from deepinterest.schemas.sids import load_quantizer
 from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
@@ -169,11 +169,11 @@ def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
 def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendations]]:
     """SASRec's own top 20 and, per ``--sasrec-weight``, its merge with the two views."""
     check_sasrec_items(args.sasrec, [item.id for item in dataset.items])
-    sasrec = recommend_sasrec(load_sasrec(args.sasrec), histories, topk=20)
-    views = list(args.weights or (1.0, 1.0))
+    model = load_sasrec(args.sasrec)
+    sasrec = recommend_sasrec(model, histories, topk=20)
     return [("sasrec", sasrec)] + [
-        (f"hybrid {w:g}", fuse([*lists, sasrec], weights=[*views, w], rule=args.hybrid_rule,
-                               topk=10))
+        (f"hybrid {w:g}", merge_companion(lists, sasrec, Companion(model, w, args.hybrid_rule, 20),
+                                          topk=10, view_weights=args.weights))
         for w in args.sasrec_weight]
 
 

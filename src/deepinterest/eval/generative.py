@@ -104,10 +104,17 @@ def _hybrid(backbone, catalog, histories: Sequence[tuple[int, ...]], companion: 
     else:
         lists = [recommend(backbone, catalog, histories, beam=beam, topk=beam, trie=trie,
                            **search)]
-    lists.append(recommend_sasrec(companion.model, histories, topk=companion.candidates))
-    weights = [1.0] * (len(lists) - 1) + [companion.weight]
-    return fuse(lists, weights=weights, rule=companion.rule,
-                topk=min(topk, len(catalog.item_ids)))
+    own = recommend_sasrec(companion.model, histories, topk=companion.candidates)
+    return merge_companion(lists, own, companion, topk=min(topk, len(catalog.item_ids)))
+
+
+def merge_companion(lists: Sequence[Recommendations], own: Recommendations,
+                    companion: Companion, *, topk: int,
+                    view_weights: Sequence[float] | None = None) -> Recommendations:
+    """The generative ``lists`` (one per view, each weighing 1 unless ``view_weights``) and
+    the companion's ``own`` list merged under the companion's rule and weight."""
+    weights = [*(view_weights or [1.0] * len(lists)), companion.weight]
+    return fuse([*lists, own], weights=weights, rule=companion.rule, topk=topk)
 
 
 def view_lists(backbone, histories: Sequence[tuple[int, ...]], *, beam: int = DEFAULT_BEAM,
@@ -157,4 +164,5 @@ def evaluate_generative(
 
 
 __all__ = ["NOT_FOUND", "Companion", "Recommendations", "evaluate_generative", "history_batch",
-           "length_batches", "ranks_in", "recommend", "target_ranks", "view_lists"]
+           "length_batches", "merge_companion", "ranks_in", "recommend", "target_ranks",
+           "view_lists"]
