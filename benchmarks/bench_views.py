@@ -36,9 +36,10 @@ from deepinterest.config import RunConfig, load_config
 from deepinterest.data import load_dataset
 from deepinterest.data.splits import leave_one_out
 from deepinterest.eval.ensemble import RULES, fuse
-from deepinterest.eval.generative import merge_companion, ranks_in, view_lists
+from deepinterest.eval.generative import hybrid_candidates, merge_companion, ranks_in, view_lists
 from deepinterest.eval.lists import Companion, Recommendations
 from deepinterest.eval.metrics import metrics_from_ranks
+from deepinterest.eval.rerank import crossfit_scores, fit_reranker, top_candidates
 from deepinterest.schemas.sids import load_quantizer
 from deepinterest.train.checkpoints import load_catalog, load_checkpoint, run_fingerprints
 from deepinterest.train.sasrec import check_sasrec_items, load_sasrec, recommend_sasrec
@@ -72,8 +73,9 @@ def parse_args() -> argparse.Namespace:
                    "lists are merged with the two views' (a hybrid)")
     p.add_argument("--sasrec-weight", type=float, nargs="+", default=[1.0],
                    help="SASRec's weight in the hybrid merge (each one scored; views weigh 1)")
-    p.add_argument("--hybrid-rule", choices=RULES, default="rrf",
-                   help="how the hybrid merges the three lists (deepinterest.eval.ensemble)")
+    p.add_argument("--hybrid-rule", choices=(*RULES, "learned"), default="rrf",
+                   help="how the hybrid merges the three lists (deepinterest.eval.ensemble; "
+                   "learned: deepinterest.eval.rerank, scored beside the rrf hybrids)")
     p.add_argument("--rl-epochs", type=int, default=0, metavar="N",
                    help="GRPO ([train.rl] of --config) for N epochs from --out/--checkpoint "
                    "into --rl-out; the record then scores --rl-out/best")
@@ -127,17 +129,24 @@ def tune(args, cfg: RunConfig, first, splits) -> Path:
     return args.rl_out / "best"
 
 
+def beams(cfg: RunConfig, model, examples) -> list[Recommendations]:
+    """Each view's beam for every example."""
+    return view_lists(model, [e.history for e in examples], users=[e.user for e in examples],
+                      beam=cfg.eval.beam, max_history=cfg.split.max_history)
+
+
 def score(args, cfg: RunConfig, dataset, model, splits) -> dict[str, float | int]:
     """Each view, their merge (and with ``--sasrec`` the hybrid) on every ``--split`` user."""
     examples = getattr(splits, args.split)
-    histories, users = [e.history for e in examples], [e.user for e in examples]
-    lists = view_lists(model, histories, users=users, beam=cfg.eval.beam,
-                       max_history=cfg.split.max_history)
+    histories = [e.history for e in examples]
+    lists = beams(cfg, model, examples)
     targets = [e.target for e in examples]
     named = [("view 1", lists[0]), ("view 2", lists[1]),
              ("merged", fuse(lists, weights=args.weights, topk=10))]
     if args.sasrec is not None:
         named += hybrid_lists(args, dataset, histories, lists)
+    if args.sasrec is not None and args.hybrid_rule == "learned":
+        named.append(("learned", learned(args, cfg, model, splits, lists)))
     figures: dict[str, float | int] = {}
     for name, recs in named:
         values = metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
@@ -167,14 +176,30 @@ def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
 
 
 def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendations]]:
-    """SASRec's own top 20 and, per ``--sasrec-weight``, its merge with the two views."""
+    """SASRec's own top 20 and, per ``--sasrec-weight``, its merge with the two views
+    (reciprocal ranks when ``--hybrid-rule learned``: the learned merge is scored apart)."""
     check_sasrec_items(args.sasrec, [item.id for item in dataset.items])
     model = load_sasrec(args.sasrec)
     sasrec = recommend_sasrec(model, histories, topk=20)
+    rule = "rrf" if args.hybrid_rule == "learned" else args.hybrid_rule
     return [("sasrec", sasrec)] + [
-        (f"hybrid {w:g}", merge_companion(lists, sasrec, Companion(model, w, args.hybrid_rule, 20),
+        (f"hybrid {w:g}", merge_companion(lists, sasrec, Companion(model, w, rule, 20),
                                           topk=10, view_weights=args.weights))
         for w in args.sasrec_weight]
+
+
+def learned(args, cfg: RunConfig, model, splits, lists) -> Recommendations:
+    """The learned merge of both views and SASRec's top 20: on validation each half scored
+    by a reranker fitted on the other half; on test by one fitted on all of validation."""
+    sasrec = Companion(load_sasrec(args.sasrec), 1.0, "learned", 20)
+    examples = getattr(splits, args.split)
+    cands = hybrid_candidates(model, None, [e.history for e in examples], sasrec, lists=lists)
+    targets = torch.tensor([e.target for e in examples])
+    if args.split == "valid":
+        return top_candidates(cands, crossfit_scores(cands, targets), 10)
+    fitted = hybrid_candidates(model, None, [e.history for e in splits.valid], sasrec,
+                               lists=beams(cfg, model, splits.valid))
+    return fit_reranker(fitted, torch.tensor([e.target for e in splits.valid])).rerank(cands, 10)
 
 
 def main() -> None:
@@ -218,9 +243,14 @@ def main() -> None:
 
 def notes(args, cfg: RunConfig, scored: Path) -> str:
     """The record's notes: what was scored and how it was trained and merged."""
+    rule = "rrf" if args.hybrid_rule == "learned" else args.hybrid_rule
+    learned = ("" if args.hybrid_rule != "learned" else
+               "learned: the same three lists reranked by deepinterest.eval.rerank, fitted on "
+               + ("the other half of validation (2 folds); " if args.split == "valid"
+                  else "every validation user; "))
     hybrid = ("" if args.sasrec is None else
-              f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views by "
-              f"{args.hybrid_rule}; ")
+              f"hybrid: SASRec {args.sasrec}'s top 20 merged with both views by {rule}; "
+              f"{learned}")
     rl = (f"; GRPO from {args.out / args.checkpoint}, {args.rl_epochs} epochs, "
           f"rl {cfg.train.rl.model_dump(exclude={'epochs', 'threads'})}"
           if args.rl_epochs else "")

@@ -126,3 +126,41 @@ def test_a_users_own_sasrec_folder_and_files_beside_it_survive(tmp_path, tiny_wi
     own.unlink(), own.parent.rmdir()
     assert di.train_sasrec(cfg, progress=False).stage == "sasrec"
     assert beside.read_text() == "beside" and di.train_sasrec(cfg, progress=False).skipped
+
+
+def test_the_learned_merge_is_fitted_by_eval_and_served_as_fitted(hybrid_run):
+    from deepinterest.eval.generative import hybrid_candidates
+    from deepinterest.eval.rerank import load_reranker
+    from deepinterest.train.sasrec import load_companion
+
+    cfg, _ = hybrid_run
+    cfg = cfg.model_copy(deep=True)
+    cfg.hybrid.enabled, cfg.hybrid.rule = True, "learned"
+    stages = []
+    di.run(cfg, on_stage=stages.append, progress=False)
+    skipped = {s.stage: s.skipped for s in stages}
+    assert skipped["sasrec"] and skipped["train-sft"] and not skipped["eval"]
+    layout = RunLayout(cfg.workdir)
+    reranker, _ = load_reranker(layout.eval)  # fitted on validation, saved beside the metrics
+    trained = open_trained(layout.dataset, layout.sids, layout.checkpoint)
+    companion = load_companion(layout.sasrec, trained.dataset, cfg.hybrid)
+    test = leave_one_out(trained.dataset, max_history=cfg.split.max_history).test
+
+    def by_hand(examples, k):
+        cands = hybrid_candidates(trained.backbone, trained.catalog,
+                                  [e.history for e in examples], companion,
+                                  users=[e.user for e in examples], beam=cfg.eval.beam,
+                                  max_history=cfg.split.max_history)
+        return reranker.rerank(cands, k)
+
+    ranks = ranks_in(by_hand(test, 10), [e.target for e in test], topk=10)
+    expected = metrics_from_ranks(ranks, cfg.eval.ks).values
+    assert di.read_metrics(layout.eval)["test"] == pytest.approx(expected, abs=1e-12)
+    model = di.load_recommender(cfg)
+    user = model.dataset.users[3]
+    got = [r.item for r in model.recommend(user.id, k=5)]
+    from deepinterest.data.splits import Example
+    ranked = by_hand([Example(user=3, history=tuple(user.items), target=-1)], 5)
+    assert got == [model.dataset.items[i].id for i in ranked.items[0].tolist()]
+    with pytest.raises(DeepInterestError, match="fitted for another checkpoint"):
+        di.load_recommender(cfg, checkpoint=layout.sft / "last")

@@ -127,6 +127,12 @@ def test_bench_views_scores_what_di_eval_scores_and_trains_and_times(two_views, 
         assert float(figures[f"sasrec {metric}"]) == round(sasrec[metric], 4)
         assert figures[f"hybrid 0 {metric}"] == figures[f"merged {metric}"]
     assert "hybrid 1 ndcg@10" in figures
+    learned = _bench_views(layout, "--out", str(layout.sft), "--results-dir", str(tmp_path),
+                           "--sasrec", str(tmp_path / "sasrec"), "--hybrid-rule", "learned",
+                           "--split", "test")
+    # the reranker (fitted on validation) ranks test users beside the rrf hybrid
+    assert 0.0 <= float(learned["learned ndcg@10"]) <= float(learned["learned hr@10"]) <= 1.0
+    assert "hybrid 1 ndcg@10" in learned and "merged ndcg@10" in learned
     trained = _bench_views(layout, "--out", str(tmp_path / "out"), "--epochs", "1",
                            "--second-weight", "0.5", "--second-decoder",
                            "--rl-epochs", "1", "--rl-out", str(tmp_path / "rl"),

@@ -424,7 +424,9 @@ def _print_metrics(path: Path, label: str | None = None) -> None:
     users = data.get("users", {}).get("valid")
     note = f"; validation on {users} users" if label and users else ""
     if hybrid := data.get("hybrid"):  # say what was scored: the model's lists with SASRec's
-        note += f"; merged with SASRec by {hybrid['rule']}, weight {hybrid['weight']:g}"
+        note += ("; merged with SASRec by a reranker fitted on validation"
+                 if hybrid["rule"] == "learned" else
+                 f"; merged with SASRec by {hybrid['rule']}, weight {hybrid['weight']:g}")
     typer.echo(f"{label or data.get('model', path.parent.name)} ({path}{note}):")
     for split in ("valid", "test"):
         cells = "  ".join(f"{k} {v:.4f}" for k, v in data[split].items())

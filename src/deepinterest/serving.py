@@ -177,9 +177,27 @@ def load_recommender(config: ConfigLike = None, *, checkpoint: str | Path | None
         from .train.sasrec import load_companion
 
         companion = load_companion(hybrid[1], trained.dataset, hybrid[0])
+        if hybrid[0].rule == "learned":
+            companion = companion._replace(reranker=_fitted_merge(run_.eval, checkpoint,
+                                                                  hybrid[1]))
     return Recommender(trained.dataset, trained.catalog, trained.backbone,
                        beam=beam or cfg.eval.beam, max_history=cfg.split.max_history,
                        companion=companion)
+
+
+def _fitted_merge(eval_dir: Path, checkpoint: Path, sasrec_dir: Path):
+    """The reranker `di eval` fitted for this checkpoint and SASRec, or a clear error."""
+    from .artifacts import fingerprint_paths
+    from .eval.rerank import load_reranker
+    from .train.sasrec import sasrec_fingerprint
+
+    reranker, meta = load_reranker(eval_dir)
+    if (meta.get("checkpoint"), meta.get("sasrec")) != (fingerprint_paths([checkpoint]),
+                                                        sasrec_fingerprint(sasrec_dir)):
+        raise DeepInterestError(f"{eval_dir}: the learned merge there was fitted for another "
+                                f"checkpoint or SASRec than {checkpoint}; run `di eval` "
+                                "for this one first")
+    return reranker
 
 
 def load_ensemble(configs: Sequence[ConfigLike], *, weights: Sequence[float] | None = None,

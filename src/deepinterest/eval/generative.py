@@ -30,6 +30,7 @@ from ..backbones.trie import SIDTrie
 from ..data.splits import DEFAULT_MAX_HISTORY, Example
 from .ensemble import fuse
 from .lists import Companion, Recommendations
+from .rerank import Candidates, candidate_features
 from .metrics import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
 
 
@@ -99,13 +100,39 @@ def _hybrid(backbone, catalog, histories: Sequence[tuple[int, ...]], companion: 
     and max history of :func:`recommend`)."""
     from ..train.sasrec import recommend_sasrec
 
-    if hasattr(backbone, "views"):
-        lists = view_lists(backbone, histories, beam=beam, trie=trie, **search)
-    else:
-        lists = [recommend(backbone, catalog, histories, beam=beam, topk=beam, trie=trie,
-                           **search)]
+    topk = min(topk, len(catalog.item_ids))
+    if companion.rule == "learned":
+        if companion.reranker is None:
+            raise ValueError("the learned merge needs a fitted reranker")
+        cands = hybrid_candidates(backbone, catalog, histories, companion, beam=beam,
+                                  trie=trie, **search)
+        return companion.reranker.rerank(cands, topk)
+    lists = _beams(backbone, catalog, histories, beam=beam, trie=trie, **search)
     own = recommend_sasrec(companion.model, histories, topk=companion.candidates)
-    return merge_companion(lists, own, companion, topk=min(topk, len(catalog.item_ids)))
+    return merge_companion(lists, own, companion, topk=topk)
+
+
+def _beams(backbone, catalog, histories: Sequence[tuple[int, ...]], *, beam: int,
+           trie: SIDTrie | None, **search) -> list[Recommendations]:
+    """Each view's beam (one list for a one-view backbone)."""
+    if hasattr(backbone, "views"):
+        return view_lists(backbone, histories, beam=beam, trie=trie, **search)
+    return [recommend(backbone, catalog, histories, beam=beam, topk=beam, trie=trie, **search)]
+
+
+def hybrid_candidates(backbone, catalog, histories: Sequence[tuple[int, ...]],
+                      companion: Companion, *, beam: int = DEFAULT_BEAM,
+                      trie: SIDTrie | None = None, lists: Sequence[Recommendations] | None = None,
+                      **search) -> Candidates:
+    """The learned merge's input: every view's beam (``lists`` when already searched) and
+    the companion's top list, with the companion's log-probability of every candidate."""
+    from ..train.sasrec import recommend_sasrec, sasrec_log_probs
+
+    if lists is None:
+        lists = _beams(backbone, catalog, histories, beam=beam, trie=trie, **search)
+    own = recommend_sasrec(companion.model, histories, topk=companion.candidates)
+    return candidate_features([*lists, own],
+                              lambda items: sasrec_log_probs(companion.model, histories, items))
 
 
 def merge_companion(lists: Sequence[Recommendations], own: Recommendations,
@@ -164,5 +191,6 @@ def evaluate_generative(
 
 
 __all__ = ["NOT_FOUND", "Companion", "Recommendations", "evaluate_generative", "history_batch",
+           "hybrid_candidates",
            "length_batches", "merge_companion", "ranks_in", "recommend", "target_ranks",
            "view_lists"]

@@ -24,3 +24,4 @@ class Companion(NamedTuple):
     weight: float  # its weight in the merge; each SID view weighs 1
     rule: str  # deepinterest.eval.ensemble.RULES
     candidates: int  # items it hands over per history
+    reranker: Any = None  # deepinterest.eval.rerank.Reranker, fitted, for rule "learned"

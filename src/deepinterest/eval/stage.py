@@ -6,21 +6,32 @@ checkpoint was trained on the run's dataset and SIDs
 (:func:`~deepinterest.train.checkpoints.check_provenance`). Writes
 ``eval/metrics.json``; the stage is skipped while its inputs (dataset, SIDs,
 the checkpoint's files) and settings are unchanged.
+
+With ``[hybrid] rule = "learned"`` the stage also fits the merge on validation
+(:mod:`.rerank`; ``reranker.safetensors`` and ``reranker.json`` beside the metrics,
+which ``di recommend`` then ranks with): test users are ranked by the reranker fitted on
+every validation user, and each validation user by one fitted on the other half, so
+neither split's figures come from a fit that saw its target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import torch
 
 from ..artifacts import Stage, StageResult, fingerprint_paths, run_stage
 from ..config import EvalConfig, SplitConfig
-from ..data.splits import leave_one_out
+from ..data.splits import Example, leave_one_out
 from ..errors import DeepInterestError
 from ..train.checkpoints import check_provenance, open_trained, run_fingerprints
 from ..train.sasrec import load_companion, sasrec_fingerprint
 from ..train.sasrec_config import HybridConfig
-from .generative import evaluate_generative
-from .metrics import write_metrics
+from .generative import evaluate_generative, hybrid_candidates, ranks_in
+from .lists import Companion
+from .metrics import Metrics, metrics_from_ranks, write_metrics
+from .rerank import crossfit_scores, fit_reranker, save_reranker, top_candidates
 
 
 def eval_stage(eval_cfg: EvalConfig, split_cfg: SplitConfig, dataset_dir: str | Path,
@@ -49,14 +60,35 @@ def eval_stage(eval_cfg: EvalConfig, split_cfg: SplitConfig, dataset_dir: str | 
         companion = None if hybrid is None else load_companion(hybrid[1], trained.dataset,
                                                                hybrid[0])
         splits = leave_one_out(trained.dataset, max_history=split_cfg.max_history)
-        metrics = {name: evaluate_generative(backbone, catalog, part, beam=eval_cfg.beam,
-                                             topk=max(eval_cfg.ks), ks=eval_cfg.ks,
-                                             max_history=split_cfg.max_history,
-                                             companion=companion)
-                   for name, part in (("valid", splits.valid), ("test", splits.test))}
+        search = {"beam": eval_cfg.beam, "max_history": split_cfg.max_history}
+        if companion is not None and companion.rule == "learned":
+            companion, valid = fit_learned_merge(backbone, catalog, splits.valid, companion,
+                                                 ks=eval_cfg.ks, **search)
+            save_reranker(companion.reranker, folder, checkpoint=inputs["checkpoint"],
+                          sasrec=inputs["sasrec"])
+            parts = {"valid": valid}
+        else:
+            parts = {"valid": evaluate_generative(backbone, catalog, splits.valid,
+                                                  topk=max(eval_cfg.ks), ks=eval_cfg.ks,
+                                                  companion=companion, **search)}
+        metrics = parts | {"test": evaluate_generative(
+            backbone, catalog, splits.test, topk=max(eval_cfg.ks), ks=eval_cfg.ks,
+            companion=companion, **search)}
         extra = {} if hybrid is None else {"hybrid": config["hybrid"]}
         write_metrics(folder / "metrics.json", metrics, checkpoint=str(checkpoint),
                       beam=eval_cfg.beam, **extra)
         return {"test_users": metrics["test"].users}
 
     return run_stage(Stage("eval", out, config, inputs, force), build)
+
+
+def fit_learned_merge(backbone, catalog, valid: Sequence[Example], companion: Companion, *,
+                      ks: Sequence[int], beam: int, max_history: int) -> tuple[Companion, Metrics]:
+    """The companion with a reranker fitted on every validation user, and validation
+    metrics in which each user is ranked by a reranker fitted without them (two folds)."""
+    cands = hybrid_candidates(backbone, catalog, [e.history for e in valid], companion,
+                              users=[e.user for e in valid], beam=beam, max_history=max_history)
+    targets = torch.tensor([e.target for e in valid])
+    crossed = top_candidates(cands, crossfit_scores(cands, targets), max(ks))
+    metrics = metrics_from_ranks(ranks_in(crossed, targets.tolist(), topk=max(ks)), ks)
+    return companion._replace(reranker=fit_reranker(cands, targets)), metrics

@@ -161,6 +161,18 @@ def recommend_sasrec(model: SASRec, histories: Sequence[Sequence[int]], *, topk:
     return Recommendations(items, scores)
 
 
+def sasrec_log_probs(model: SASRec, histories: Sequence[Sequence[int]], items: torch.Tensor, *,
+                     batch_size: int = 1024) -> torch.Tensor:
+    """Log-probability (full softmax over the catalogue) of each of ``items`` [N, C] as the
+    next item after its row's history; -inf where ``items`` is -1 (padding)."""
+    out = torch.full(items.shape, float("-inf"))
+    for rows, logits in _scored(model, histories, batch_size):
+        picked = items[rows]
+        lp = torch.log_softmax(logits.float(), dim=1).gather(1, picked.clamp(min=0))
+        out[rows] = lp.masked_fill(picked < 0, float("-inf"))
+    return out
+
+
 # --- training ------------------------------------------------------------------------------
 
 

@@ -48,8 +48,10 @@ class HybridConfig(BaseModel):
     enabled: bool = Field(True, description="train SASRec in `di run` and merge its lists")
     weight: float = Field(1.0, ge=0.0, description="SASRec's weight in the merge; each SID "
                           "view weighs 1")
-    rule: Literal["probability", "rrf"] = Field(
+    rule: Literal["probability", "rrf", "learned"] = Field(
         "rrf", description="rrf: reciprocal ranks (scores of different models need no common "
-        "scale); probability: each list's scores as a distribution over its items")
+        "scale); probability: each list's scores as a distribution over its items; learned: "
+        "a small reranker over every list's ranks and scores, fitted on validation by `di "
+        "eval` (deepinterest.eval.rerank; validation figures cross-fitted)")
     candidates: int = Field(20, ge=1, description="items SASRec hands over per history")
     sasrec: SASRecConfig = Field(default_factory=SASRecConfig)
