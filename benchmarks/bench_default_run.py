@@ -34,14 +34,16 @@ def eval_figures(cfg: RunConfig, prefix: str = "") -> dict[str, float | int]:
     return figures | {f"{prefix}test users": metrics["users"]["test"]}
 
 
-def hybrid_figures(cfg: RunConfig, threads: int | None) -> dict[str, float | int]:
-    """The same run again with ``[hybrid]`` enabled (every earlier stage skipped)."""
-    cfg.hybrid.enabled = True
+def hybrid_figures(cfg: RunConfig, threads: int | None, rule: str,
+                   prefix: str = "hybrid ") -> dict[str, float | int]:
+    """The same run again with ``[hybrid]`` enabled under ``rule`` (every earlier stage
+    skipped; SASRec trained by the first such run)."""
+    cfg.hybrid.enabled, cfg.hybrid.rule = True, rule
     cfg.hybrid.sasrec.threads = threads
     start = time.perf_counter()
     run(cfg, progress=False)
-    return eval_figures(cfg, "hybrid ") | {
-        "hybrid seconds added": round(time.perf_counter() - start, 1)}
+    return eval_figures(cfg, prefix) | {
+        f"{prefix}seconds added": round(time.perf_counter() - start, 1)}
 
 
 def main() -> None:
@@ -52,6 +54,10 @@ def main() -> None:
     parser.add_argument("--hybrid", action="store_true",
                         help="then [hybrid] enabled on the same run: the time it adds (the "
                         "SASRec stage, eval again) and the merged metrics")
+    parser.add_argument("--hybrid-rules", nargs="+", default=["rrf"],
+                        choices=("rrf", "probability", "learned"),
+                        help="with --hybrid: each merge rule in turn on the same run (the "
+                        "first one's figures are 'hybrid ...', the others' 'hybrid RULE ...')")
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,18 +70,20 @@ def main() -> None:
         seconds = time.perf_counter() - start
         sft = json.loads((cfg.workdir / "sft" / "metrics.json").read_text(encoding="utf-8"))
         figures = eval_figures(cfg)
-        if args.hybrid:
-            figures |= hybrid_figures(cfg, args.threads)
+        for n, rule in enumerate(args.hybrid_rules if args.hybrid else []):
+            figures |= hybrid_figures(cfg, args.threads, rule,
+                                      "hybrid " if n == 0 else f"hybrid {rule} ")
     figures.update({"best epoch": sft["best_epoch"], "epochs run": sft["epochs_run"]})
     suffix = ("" if args.precision == "fp32" else f"-{args.precision}") + (
-        "-hybrid" if args.hybrid else "")
+        "-hybrid" if args.hybrid else "") + "".join(f"-{r}" for r in args.hybrid_rules[1:])
     record_and_print(
         name="default-t5-run" + suffix,
         dataset="default", method=f"di run: T5 with the default config ({args.precision})",
         figures=figures, seconds=seconds,
         notes=f"whole chain in a fresh folder (data, embeddings, SIDs, SFT, eval, baseline); "
         f"config: {cfg.train.model_dump()}"
-        + (f"; then [hybrid] {cfg.hybrid.model_dump()}" if args.hybrid else ""))
+        + (f"; then [hybrid] {cfg.hybrid.model_dump(exclude={'rule'})} with rules "
+           f"{args.hybrid_rules} in turn" if args.hybrid else ""))
 
 
 if __name__ == "__main__":
