@@ -47,7 +47,7 @@ class HybridConfig(BaseModel):
     # NDCG@10 from 0.170 to 0.195 (record default-t5-run-hybrid, docs/training.md).
     enabled: bool = Field(True, description="train SASRec in `di run` and merge its lists")
     weight: float = Field(1.0, ge=0.0, description="SASRec's weight in the merge; each SID "
-                          "view weighs 1")
+                          "view weighs 1 (rules rrf and probability; learned fits its own)")
     rule: Literal["probability", "rrf", "learned"] = Field(
         "rrf", description="rrf: reciprocal ranks (scores of different models need no common "
         "scale); probability: each list's scores as a distribution over its items; learned: "
