@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from deepinterest.errors import DeepInterestError
 from deepinterest.eval.lists import Recommendations
 from deepinterest.eval.rerank import (Candidates, candidate_features, crossfit_scores,
                                       fit_reranker, top_candidates, union)
@@ -70,7 +71,7 @@ def test_top_candidates_ranks_by_score_and_skips_padding():
 
 def test_nothing_to_fit_and_too_few_rows_are_clear_errors():
     cands = Candidates(torch.tensor([[1, 2]]), torch.zeros(1, 2, 1))
-    with pytest.raises(ValueError, match="nothing to fit"):
+    with pytest.raises(DeepInterestError, match="nothing to fit"):
         fit_reranker(cands, torch.tensor([5]))
-    with pytest.raises(ValueError, match="folds"):
+    with pytest.raises(DeepInterestError, match="folds"):
         crossfit_scores(cands, torch.tensor([1]), folds=2)

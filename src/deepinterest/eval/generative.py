@@ -14,7 +14,9 @@ outputs are put back in the caller's order.
 
 A :class:`Companion` (a run's ``[hybrid]``: a SASRec trained on the same
 dataset) adds its own list to every view's beam, merged item by item with
-:func:`~.ensemble.fuse` under the companion's rule and weight.
+:func:`~.ensemble.fuse` under the companion's rule and weight, or, under the rule
+``"learned"``, reranked by the companion's fitted :class:`~.rerank.Reranker` from
+:func:`hybrid_candidates`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from ..backbones.trie import SIDTrie
 from ..data.splits import DEFAULT_MAX_HISTORY, Example
 from .ensemble import fuse
 from .lists import Companion, Recommendations
-from .rerank import Candidates, candidate_features
 from .metrics import DEFAULT_BEAM, DEFAULT_KS, NOT_FOUND, Metrics, metrics_from_ranks
+from .rerank import Candidates, candidate_features
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
@@ -191,6 +193,5 @@ def evaluate_generative(
 
 
 __all__ = ["NOT_FOUND", "Companion", "Recommendations", "evaluate_generative", "history_batch",
-           "hybrid_candidates",
-           "length_batches", "merge_companion", "ranks_in", "recommend", "target_ranks",
-           "view_lists"]
+           "hybrid_candidates", "length_batches", "merge_companion", "ranks_in", "recommend",
+           "target_ranks", "view_lists"]

@@ -128,7 +128,8 @@ def fit_reranker(cands: Candidates, targets: torch.Tensor, *, seed: int = 0,
     hit = cands.items == targets.unsqueeze(1)
     rows = hit.any(1)
     if not bool(rows.any()):
-        raise ValueError("no row's target is among its candidates: nothing to fit on")
+        raise DeepInterestError("no validation user's target is among the lists' candidates: "
+                                "nothing to fit the learned merge on (use rule = \"rrf\")")
     feats, mask, label = cands.features[rows], cands.mask[rows], hit[rows].float().argmax(1)
     gen = torch.Generator().manual_seed(seed)
     model = Reranker(feats.shape[2], hidden)
@@ -159,7 +160,7 @@ def crossfit_scores(cands: Candidates, targets: torch.Tensor, *, folds: int = 2,
     (rows dealt to folds by a seeded permutation)."""
     n = len(targets)
     if folds < 2 or n < folds:
-        raise ValueError(f"cross-fitting needs at least 2 folds and a row per fold, got "
+        raise DeepInterestError(f"cross-fitting needs at least 2 folds and a row per fold, got "
                          f"{folds} folds for {n} rows")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     parts = perm.chunk(folds)
