@@ -21,7 +21,7 @@ Validation figures of a fitted merge must come from rows it was not fitted on:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,10 @@ def _list_features(items: torch.Tensor, recs: Recommendations) -> list[torch.Ten
     return [present.float(), torch.where(present, 1.0 / (rank + 1.0), 0.0), relative]
 
 
-def candidate_features(lists: Sequence[Recommendations],
-                       log_probs: torch.Tensor | None = None) -> Candidates:
+def candidate_features(
+        lists: Sequence[Recommendations],
+        log_probs: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Candidates:
     """The candidates of ``lists`` and their features; ``log_probs`` [N, items] (or a
     function of the candidates [N, C] returning [N, C]) adds a full-catalogue scorer's."""
     items = union(lists)
