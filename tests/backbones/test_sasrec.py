@@ -18,6 +18,7 @@ from deepinterest.train.sasrec import (
     load_sasrec,
     make_batches,
     recommend_sasrec,
+    sasrec_log_probs,
     train_sasrec,
     training_sequences,
 )
@@ -163,6 +164,20 @@ def test_recommend_lists_each_historys_best_items_with_log_probabilities():
         torch.testing.assert_close(recs.scores[row], top.values)
     assert model.training  # put back as it was
     assert recommend_sasrec(model, hists, topk=50).items.shape == (5, 30)  # the whole catalogue
+
+
+def test_log_probs_of_given_items_are_the_full_softmax_and_padding_is_minus_inf():
+    model = tiny_model(num_items=30).eval()
+    hists = [(1,), (2, 3, 4, 5, 6, 7), (5, 9)]
+    items = torch.tensor([[4, 0, -1], [29, 7, 7], [-1, -1, 3]])
+    got = sasrec_log_probs(model, hists, items, batch_size=2)
+    for row, hist in enumerate(hists):
+        logp = torch.log_softmax(model.score_last(torch.tensor([hist])), dim=1)[0]
+        for col, item in enumerate(items[row].tolist()):
+            if item < 0:
+                assert got[row, col] == float("-inf")
+            else:
+                torch.testing.assert_close(got[row, col], logp[item])
 
 
 def test_saved_model_is_checked_against_the_catalogue(tmp_path):
