@@ -63,7 +63,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--split", choices=["valid", "test"], default="valid")
-    p.add_argument("--weights", type=float, nargs=2, default=None)
+    p.add_argument("--weights", type=float, nargs=2, default=None,
+                   help="the views' weights in their merge and the hybrid's (a view weighed "
+                   "0 is left out of the learned merge)")
     p.add_argument("--second-weight", type=float, default=None,
                    help="the second view's share of the loss (TwoViewT5 second_weight)")
     p.add_argument("--second-decoder", action="store_true",
@@ -189,16 +191,20 @@ def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendat
 
 
 def learned(args, cfg: RunConfig, model, splits, lists) -> Recommendations:
-    """The learned merge of both views and SASRec's top 20: on validation each half scored
-    by a reranker fitted on the other half; on test by one fitted on all of validation."""
+    """The learned merge of the views (those ``--weights`` does not weigh 0) and SASRec's
+    top 20: on validation each half scored by a reranker fitted on the other half; on test
+    by one fitted on all of validation."""
+    kept = [n for n, w in enumerate(args.weights or [1.0] * len(lists)) if w > 0]
     sasrec = Companion(load_sasrec(args.sasrec), 1.0, "learned", 20)
     examples = getattr(splits, args.split)
-    cands = hybrid_candidates(model, None, [e.history for e in examples], sasrec, lists=lists)
+    cands = hybrid_candidates(model, None, [e.history for e in examples], sasrec,
+                              lists=[lists[n] for n in kept])
     targets = torch.tensor([e.target for e in examples])
     if args.split == "valid":
         return top_candidates(cands, crossfit_scores(cands, targets), 10)
+    valid = beams(cfg, model, splits.valid)
     fitted = hybrid_candidates(model, None, [e.history for e in splits.valid], sasrec,
-                               lists=beams(cfg, model, splits.valid))
+                               lists=[valid[n] for n in kept])
     return fit_reranker(fitted, torch.tensor([e.target for e in splits.valid])).rerank(cands, 10)
 
 
@@ -245,7 +251,8 @@ def notes(args, cfg: RunConfig, scored: Path) -> str:
     """The record's notes: what was scored and how it was trained and merged."""
     rule = "rrf" if args.hybrid_rule == "learned" else args.hybrid_rule
     learned = ("" if args.hybrid_rule != "learned" else
-               "learned: the same three lists reranked by deepinterest.eval.rerank, fitted on "
+               "learned: SASRec's list and the views' (those weighted above 0) reranked by "
+               "deepinterest.eval.rerank, fitted on "
                + ("the other half of validation (2 folds); " if args.split == "valid"
                   else "every validation user; "))
     hybrid = ("" if args.sasrec is None else
