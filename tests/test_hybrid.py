@@ -164,3 +164,12 @@ def test_the_learned_merge_is_fitted_by_eval_and_served_as_fitted(hybrid_run):
     assert got == [model.dataset.items[i].id for i in ranked.items[0].tolist()]
     with pytest.raises(DeepInterestError, match="fitted for another checkpoint"):
         di.load_recommender(cfg, checkpoint=layout.sft / "last")
+    root = cfg.workdir.parent
+    path = root / "learned.toml"
+    path.write_text((root / "tiny.toml").read_text().replace(
+        "weight = 1.5\n", 'weight = 1.5\nrule = "learned"\n'))
+    fitted = (layout.eval / "reranker.json").stat().st_mtime_ns
+    out = CliRunner().invoke(app, ["eval", "--config", str(path)])
+    assert out.exit_code == 0, out.output
+    assert (layout.eval / "reranker.json").stat().st_mtime_ns == fitted  # up to date
+    assert "merged with SASRec by a reranker fitted on validation" in out.output
