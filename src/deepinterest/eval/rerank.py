@@ -32,6 +32,8 @@ from ..artifacts import atomic_write_text
 from ..errors import DeepInterestError
 from .lists import Recommendations
 
+# One small hidden layer: on Beauty validation a linear scorer trailed it and wider
+# layers did not help; full-batch Adam converges within the steps.
 HIDDEN = 16
 STEPS = 300
 LR = 1e-2
