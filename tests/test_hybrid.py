@@ -134,8 +134,11 @@ def test_the_learned_merge_is_fitted_by_eval_and_served_as_fitted(hybrid_run):
     from deepinterest.train.sasrec import load_companion
 
     cfg, _ = hybrid_run
-    cfg = cfg.model_copy(deep=True)
-    cfg.hybrid.enabled, cfg.hybrid.rule = True, "learned"
+    root = cfg.workdir.parent
+    path = root / "learned.toml"  # the run's config (as written) with the learned merge
+    path.write_text((root / "tiny.toml").read_text().replace(
+        "weight = 1.5\n", 'weight = 1.5\nrule = "learned"\n'))
+    cfg = di.load_config(path)
     stages = []
     di.run(cfg, on_stage=stages.append, progress=False)
     skipped = {s.stage: s.skipped for s in stages}
@@ -164,12 +167,10 @@ def test_the_learned_merge_is_fitted_by_eval_and_served_as_fitted(hybrid_run):
     assert got == [model.dataset.items[i].id for i in ranked.items[0].tolist()]
     with pytest.raises(DeepInterestError, match="fitted for another checkpoint"):
         di.load_recommender(cfg, checkpoint=layout.sft / "last")
-    root = cfg.workdir.parent
-    path = root / "learned.toml"
-    path.write_text((root / "tiny.toml").read_text().replace(
-        "weight = 1.5\n", 'weight = 1.5\nrule = "learned"\n'))
     fitted = (layout.eval / "reranker.json").stat().st_mtime_ns
+    path.write_text(path.read_text().replace("weight = 1.5\n", "weight = 3\n"))
     out = CliRunner().invoke(app, ["eval", "--config", str(path)])
     assert out.exit_code == 0, out.output
-    assert (layout.eval / "reranker.json").stat().st_mtime_ns == fitted  # up to date
+    # up to date: the learned merge fits its own weighing, so [hybrid] weight is not its input
+    assert (layout.eval / "reranker.json").stat().st_mtime_ns == fitted
     assert "merged with SASRec by a reranker fitted on validation" in out.output

@@ -51,7 +51,9 @@ def eval_stage(eval_cfg: EvalConfig, split_cfg: SplitConfig, dataset_dir: str | 
     # The checkpoint's own files: best/ and last/ of one run are different inputs.
     inputs = {**run, "checkpoint": fingerprint_paths([checkpoint])}
     if hybrid is not None:  # runs without [hybrid] keep the fingerprints they had
-        config["hybrid"] = hybrid[0].model_dump(include={"weight", "rule", "candidates"})
+        # the learned merge fits its own weighing: a new weight leaves its eval up to date
+        kept = {"rule", "candidates"} | ({"weight"} if hybrid[0].rule != "learned" else set())
+        config["hybrid"] = hybrid[0].model_dump(include=kept)
         inputs["sasrec"] = sasrec_fingerprint(hybrid[1])
 
     def build(folder: Path) -> dict:
