@@ -22,6 +22,6 @@ class Companion(NamedTuple):
 
     model: Any  # a SASRec (deepinterest.train.sasrec.recommend_sasrec ranks with it)
     weight: float  # its weight in the merge; each SID view weighs 1
-    rule: str  # deepinterest.eval.ensemble.RULES
+    rule: str  # deepinterest.eval.ensemble.RULES, or "learned" (the reranker below)
     candidates: int  # items it hands over per history
     reranker: Any = None  # deepinterest.eval.rerank.Reranker, fitted, for rule "learned"
