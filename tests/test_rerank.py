@@ -75,3 +75,16 @@ def test_nothing_to_fit_and_too_few_rows_are_clear_errors():
         fit_reranker(cands, torch.tensor([5]))
     with pytest.raises(DeepInterestError, match="folds"):
         crossfit_scores(cands, torch.tensor([1]), folds=2)
+
+
+def test_a_saved_reranker_loads_back_and_a_missing_one_says_what_to_run(tmp_path):
+    from deepinterest.eval.rerank import load_reranker, save_reranker
+
+    cands, targets = _planted(100, seed=3)
+    model = fit_reranker(cands, targets)
+    save_reranker(model, tmp_path, checkpoint="abc")
+    loaded, meta = load_reranker(tmp_path)
+    assert meta["checkpoint"] == "abc" and meta["features"] == 3
+    assert torch.equal(loaded(cands.features), model(cands.features))
+    with pytest.raises(DeepInterestError, match="di eval"):
+        load_reranker(tmp_path / "elsewhere")
