@@ -146,9 +146,12 @@ def score(args, cfg: RunConfig, dataset, model, splits) -> dict[str, float | int
     named = [("view 1", lists[0]), ("view 2", lists[1]),
              ("merged", fuse(lists, weights=args.weights, topk=10))]
     if args.sasrec is not None:
-        named += hybrid_lists(args, dataset, histories, lists)
-    if args.sasrec is not None and args.hybrid_rule == "learned":
-        named.append(("learned", learned(args, cfg, model, splits, lists)))
+        check_sasrec_items(args.sasrec, [item.id for item in dataset.items])
+        sasrec = load_sasrec(args.sasrec)
+        top = recommend_sasrec(sasrec, histories, topk=20)
+        named += hybrid_lists(args, sasrec, top, lists)
+        if args.hybrid_rule == "learned":
+            named.append(("learned", learned(args, cfg, model, splits, lists, sasrec, top)))
     figures: dict[str, float | int] = {}
     for name, recs in named:
         values = metrics_from_ranks(ranks_in(recs, targets, topk=10), (5, 10)).values
@@ -177,12 +180,11 @@ def time_steps(args, cfg: RunConfig, first, second, splits) -> dict[str, float]:
         "t5-views / t5": round(best["t5-views"] / best["t5"], 3)}
 
 
-def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendations]]:
-    """SASRec's own top 20 and, per ``--sasrec-weight``, its merge with the two views
-    (reciprocal ranks when ``--hybrid-rule learned``: the learned merge is scored apart)."""
-    check_sasrec_items(args.sasrec, [item.id for item in dataset.items])
-    model = load_sasrec(args.sasrec)
-    sasrec = recommend_sasrec(model, histories, topk=20)
+def hybrid_lists(args, model, sasrec: Recommendations,
+                 lists) -> list[tuple[str, Recommendations]]:
+    """SASRec's own top 20 (``sasrec``, from ``model``) and, per ``--sasrec-weight``, its
+    merge with the two views (reciprocal ranks when ``--hybrid-rule learned``: the learned
+    merge is scored apart)."""
     rule = "rrf" if args.hybrid_rule == "learned" else args.hybrid_rule
     return [("sasrec", sasrec)] + [
         (f"hybrid {w:g}", merge_companion(lists, sasrec, Companion(model, w, rule, 20),
@@ -190,15 +192,16 @@ def hybrid_lists(args, dataset, histories, lists) -> list[tuple[str, Recommendat
         for w in args.sasrec_weight]
 
 
-def learned(args, cfg: RunConfig, model, splits, lists) -> Recommendations:
+def learned(args, cfg: RunConfig, model, splits, lists, sasrec_model,
+            top: Recommendations) -> Recommendations:
     """The learned merge of the views (those ``--weights`` does not weigh 0) and SASRec's
-    top 20: on validation each half scored by a reranker fitted on the other half; on test
-    by one fitted on all of validation."""
+    top 20 (``top``): on validation each half scored by a reranker fitted on the other
+    half; on test by one fitted on all of validation."""
     kept = [n for n, w in enumerate(args.weights or [1.0] * len(lists)) if w > 0]
-    sasrec = Companion(load_sasrec(args.sasrec), 1.0, "learned", 20)
+    sasrec = Companion(sasrec_model, 1.0, "learned", 20)
     examples = getattr(splits, args.split)
     cands = hybrid_candidates(model, None, [e.history for e in examples], sasrec,
-                              lists=[lists[n] for n in kept])
+                              lists=[lists[n] for n in kept], own=top)
     targets = torch.tensor([e.target for e in examples])
     if args.split == "valid":
         return top_candidates(cands, crossfit_scores(cands, targets), 10)

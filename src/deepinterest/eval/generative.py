@@ -125,14 +125,16 @@ def _beams(backbone, catalog, histories: Sequence[tuple[int, ...]], *, beam: int
 def hybrid_candidates(backbone, catalog, histories: Sequence[tuple[int, ...]],
                       companion: Companion, *, beam: int = DEFAULT_BEAM,
                       trie: SIDTrie | None = None, lists: Sequence[Recommendations] | None = None,
-                      **search) -> Candidates:
+                      own: Recommendations | None = None, **search) -> Candidates:
     """The learned merge's input: every view's beam (``lists`` when already searched) and
-    the companion's top list, with the companion's log-probability of every candidate."""
+    the companion's top list (``own`` when already ranked), with the companion's
+    log-probability of every candidate."""
     from ..train.sasrec import recommend_sasrec, sasrec_log_probs
 
     if lists is None:
         lists = _beams(backbone, catalog, histories, beam=beam, trie=trie, **search)
-    own = recommend_sasrec(companion.model, histories, topk=companion.candidates)
+    if own is None:
+        own = recommend_sasrec(companion.model, histories, topk=companion.candidates)
     return candidate_features([*lists, own],
                               lambda items: sasrec_log_probs(companion.model, histories, items))
 
